@@ -1,0 +1,76 @@
+"""The `vidtwin` command line: builds the Typer app and maps errors to exit codes.
+
+This is the only place that turns exceptions into exit codes (docs/cli.md):
+0 ok, 1 runtime failure, 2 usage or input error, 130 interrupted.
+"""
+
+from __future__ import annotations
+
+import sys
+import traceback
+from typing import Annotated
+
+import click
+import typer
+
+from . import __version__
+from .commands import info
+from .console import err_console
+from .errors import VidtwinError
+
+app = typer.Typer(
+    name="vidtwin",
+    no_args_is_help=True,
+    pretty_exceptions_enable=False,
+    add_completion=False,
+    help="VidTwin video codec: encode video to compact structure/dynamics latents (.vtw) and back.",
+)
+
+
+def _version(value: bool) -> None:
+    if value:
+        print(f"vidtwin {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
+    ] = False,
+    debug: Annotated[bool, typer.Option("--debug", help="Show full tracebacks for unexpected errors.")] = False,
+) -> None:
+    """VidTwin video codec."""
+
+
+app.command("info")(info.command)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run the CLI and return the process exit code (the console script exits with it)."""
+    argv = list(sys.argv[1:] if argv is None else argv)
+    err = err_console()
+    try:
+        result = app(args=argv, prog_name="vidtwin", standalone_mode=False)
+        return result if isinstance(result, int) else 0
+    except click.exceptions.Exit as e:
+        return e.exit_code
+    except (click.exceptions.Abort, KeyboardInterrupt):
+        err.print("interrupted", markup=False)
+        return 130
+    except click.exceptions.UsageError as e:
+        where = f" (see 'vidtwin {e.ctx.command_path.split(' ', 1)[1]} --help')" if e.ctx and " " in e.ctx.command_path else ""
+        err.print(f"error: {e.format_message()}{where}", markup=False, soft_wrap=True)
+        return 2
+    except VidtwinError as e:
+        err.print(f"error: {e}", markup=False, soft_wrap=True)
+        return e.exit_code
+    except Exception as e:  # the one catch-all: report in one line, never a traceback by default
+        if "--debug" in argv:
+            traceback.print_exc()
+        err.print(f"error: unexpected {type(e).__name__}: {e} (rerun with --debug for a traceback)", markup=False, soft_wrap=True)
+        return 1
+
+
+def entry() -> None:
+    sys.exit(main())

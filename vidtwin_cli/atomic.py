@@ -1,0 +1,62 @@
+"""Atomic file output: a failed or interrupted run never leaves a partial file."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sys
+import tempfile
+from collections.abc import Iterator
+from pathlib import Path
+from typing import BinaryIO
+
+from .errors import InputError
+
+STDIO = "-"
+
+
+def check_writable(path: Path, inputs: tuple[Path, ...] = ()) -> None:
+    """Refuse output paths that cannot be written or would overwrite an input."""
+    if str(path) == STDIO:
+        return
+    if not path.parent.is_dir():
+        raise InputError(f"{path}: output directory {path.parent} does not exist")
+    if path.is_dir():
+        raise InputError(f"{path}: output is a directory")
+    for src in inputs:
+        if str(src) != STDIO and src.exists() and path.exists() and os.path.samefile(src, path):
+            raise InputError(f"{path}: output would overwrite the input")
+
+
+@contextlib.contextmanager
+def atomic_path(path: Path, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside `path`; move it into place only on success.
+
+    The temporary keeps the final suffix (or `suffix`) so that libraries that pick a
+    format from the file name (PyAV) still see the right one.
+    """
+    path = Path(path)
+    fd, tmp_name = tempfile.mkstemp(
+        prefix=f".{path.name}.", suffix=suffix if suffix is not None else path.suffix, dir=path.parent
+    )
+    os.close(fd)
+    tmp = Path(tmp_name)
+    try:
+        yield tmp
+        with open(tmp, "rb+") as f:
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+@contextlib.contextmanager
+def atomic_output(path: Path | str) -> Iterator[BinaryIO]:
+    """Open `path` (or stdout for "-") for binary writing, atomically."""
+    if str(path) == STDIO:
+        yield sys.stdout.buffer
+        sys.stdout.buffer.flush()
+        return
+    with atomic_path(Path(path)) as tmp, open(tmp, "wb") as f:
+        yield f

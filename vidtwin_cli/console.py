@@ -1,0 +1,68 @@
+"""Where human-facing output goes: stderr only, so stdout stays data."""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    ProgressColumn,
+    Task,
+    MofNCompleteColumn,
+    Progress,
+    TaskProgressColumn,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.text import Text
+
+ProgressCallback = Callable[[int], None]
+
+
+class RateColumn(ProgressColumn):
+    """Items per second (frames/s, files/s), blank until rich has a speed estimate."""
+
+    def __init__(self, unit: str) -> None:
+        super().__init__()
+        self.unit = unit
+
+    def render(self, task: Task) -> Text:
+        speed = task.finished_speed or task.speed
+        return Text("" if speed is None else f"{speed:.1f} {self.unit}/s")
+
+
+def err_console() -> Console:
+    """A console on stderr (rich would otherwise default to stdout)."""
+    return Console(stderr=True, highlight=False)
+
+
+def progress_bar(console: Console, quiet: bool = False, unit: str = "frames") -> Progress:
+    """A transient progress display on stderr that never redirects stdout.
+
+    Disabled with `--quiet` and whenever stderr is not a terminal (CI logs, pipes).
+    """
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TaskProgressColumn(),
+        RateColumn(unit),
+        TimeElapsedColumn(),
+        TimeRemainingColumn(),
+        console=console,
+        transient=True,
+        redirect_stdout=False,
+        redirect_stderr=False,
+        disable=quiet or not console.is_terminal,
+    )
+
+
+def print_json(obj: Any) -> None:
+    """Write the one machine-readable result object to stdout."""
+    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    sys.stdout.flush()

@@ -1,0 +1,35 @@
+"""Facts about a model that `vidtwin info` reports (sizes, rate, fingerprint)."""
+
+from __future__ import annotations
+
+from models import VidTwinAE
+
+from .weights import LoadedModel
+
+
+def parameter_counts(model: VidTwinAE) -> dict[str, int]:
+    """Total parameters, and those the forward pass uses (the official layout keeps two dead modules)."""
+    total = sum(p.numel() for p in model.parameters())
+    dead = sum(p.numel() for m in (model.encoder.final_layer, model.decoder.x_embedder) for p in m.parameters())
+    return {"parameters": total, "parameters_used": total - dead}
+
+
+def describe(loaded: LoadedModel) -> dict:
+    """A JSON-ready description of a loaded model."""
+    cfg = loaded.config
+    return {
+        "model": loaded.spec,
+        "source": loaded.source,
+        "path": str(loaded.path) if loaded.path else None,
+        **parameter_counts(loaded.model),
+        "weights_sha256": loaded.sha256,
+        "clip_shape": list(cfg.clip_shape),
+        "latent_shapes": {
+            "structure": list(cfg.structure_shape),
+            "dynamics_x": list(cfg.dynamics_shape),
+            "dynamics_y": list(cfg.dynamics_shape),
+        },
+        "latent_values_per_clip": cfg.latent_values,
+        "compression_rate": cfg.compression_rate,
+        "config": cfg.to_dict(),
+    }

@@ -1,0 +1,119 @@
+"""Where and in which precision the model runs; the only place that looks at CUDA availability.
+
+`ModelRunner` moves a model to the chosen device/dtype once, runs batches of clips through it
+under `torch.inference_mode`, and guards low precision: a chunk whose output is not finite is
+recomputed in float32 with a warning (never silently).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+from collections.abc import Callable, Iterator
+
+import torch
+
+from models import Latents, VidTwinAE
+
+from .errors import RuntimeFailure, UsageError
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
+
+
+def resolve_device(name: str) -> torch.device:
+    """'cpu', 'cuda', 'cuda:N' or 'auto' (CUDA when present). Asking for missing CUDA is an error."""
+    if name == "auto":
+        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
+    try:
+        device = torch.device(name)
+    except RuntimeError as e:
+        raise UsageError(f"unknown device {name!r} (use cpu, cuda, cuda:N or auto)") from e
+    if device.type == "cuda":
+        if not torch.cuda.is_available():
+            raise UsageError("--device cuda was requested but no CUDA device is available")
+        if device.index is not None and device.index >= torch.cuda.device_count():
+            raise UsageError(f"--device {name}: only {torch.cuda.device_count()} CUDA device(s) present")
+    elif device.type != "cpu":
+        raise UsageError(f"unsupported device {name!r} (use cpu, cuda, cuda:N or auto)")
+    return device
+
+
+def resolve_precision(name: str, device: torch.device) -> torch.dtype:
+    """fp32 and bf16 everywhere; fp16 on CUDA only (CPU fp16 kernels are slow and not worth it)."""
+    if name not in PRECISIONS:
+        raise UsageError(f"unknown precision {name!r} (use {', '.join(PRECISIONS)})")
+    if name == "fp16" and device.type == "cpu":
+        raise UsageError("--precision fp16 needs --device cuda; on CPU use bf16 or fp32")
+    return PRECISIONS[name]
+
+
+class ModelRunner:
+    """Runs encode/decode on batches of clips on one device in one precision."""
+
+    def __init__(
+        self,
+        model: VidTwinAE,
+        device: torch.device,
+        dtype: torch.dtype = torch.float32,
+        batch_size: int = 1,
+        warn: Callable[[str], None] | None = None,
+    ) -> None:
+        if batch_size < 1:
+            raise UsageError("--batch-size must be >= 1")
+        self.device, self.dtype, self.batch_size = device, dtype, batch_size
+        self.warn = warn or log.warning
+        self.model = model.to(device=device, dtype=dtype).eval()  # weights cast once, not per call
+
+    @property
+    def config(self):
+        return self.model.config
+
+    @contextlib.contextmanager
+    def _float32(self) -> Iterator[None]:
+        """Temporarily run the model in float32 (fp16/bf16 -> fp32 -> back is exact for the weights)."""
+        self.model.float()
+        try:
+            yield
+        finally:
+            self.model.to(self.dtype)
+
+    def _guarded(self, what: str, fn: Callable[[torch.dtype], torch.Tensor | Latents]):
+        out = fn(self.dtype)
+        tensors = (out.structure, out.dynamics_x, out.dynamics_y) if isinstance(out, Latents) else (out,)
+        if all(torch.isfinite(t).all() for t in tensors):
+            return out
+        if self.dtype == torch.float32:
+            raise RuntimeFailure(f"{what} produced non-finite values in float32 (bad weights or input?)")
+        self.warn(f"{what}: non-finite values in {str(self.dtype).removeprefix('torch.')}; recomputing this chunk in fp32")
+        with self._float32():
+            return fn(torch.float32)
+
+    @torch.inference_mode()
+    def encode(
+        self, clips: torch.Tensor, sample: bool = False, generator: torch.Generator | None = None
+    ) -> Latents:
+        """clips (N, C, T, H, W) in [-1, 1] -> float32 CPU Latents, in batches of `batch_size`."""
+        parts = []
+        for chunk in clips.split(self.batch_size):
+
+            def run(dtype: torch.dtype, chunk: torch.Tensor = chunk) -> Latents:
+                return self.model.encode(chunk.to(self.device, dtype), sample=sample, generator=generator)
+
+            parts.append(self._guarded("encode", run).to("cpu", torch.float32))
+        return Latents.cat(parts)
+
+    @torch.inference_mode()
+    def decode(self, latents: Latents, only: str | None = None) -> torch.Tensor:
+        """Latents (N clips) -> float32 CPU video (N, C, T, H, W) clamped to [-1, 1]."""
+        parts = []
+        n = latents.structure.shape[0]
+        for start in range(0, n, self.batch_size):
+            chunk = latents.select(slice(start, start + self.batch_size))
+
+            def run(dtype: torch.dtype, chunk: Latents = chunk) -> torch.Tensor:
+                return self.model.decode(chunk.to(self.device, dtype), only=only)
+
+            parts.append(self._guarded("decode", run).float().clamp_(-1, 1).cpu())
+        return torch.cat(parts)
