@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -11,7 +12,9 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+# Before anything imports huggingface_hub (it reads these once): no network, a private empty cache.
 os.environ["HF_HUB_OFFLINE"] = "1"
+os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="vidtwin-test-hub-")
 
 from models import PRESETS, VidTwinAE  # noqa: E402
 from vidtwin_cli.app import main  # noqa: E402

@@ -14,7 +14,7 @@ import click
 import typer
 
 from . import __version__
-from .commands import info
+from .commands import convert, info
 from .console import err_console
 from .errors import VidtwinError
 
@@ -44,6 +44,11 @@ def _root(
 
 
 app.command("info")(info.command)
+app.command("convert")(convert.command)
+
+
+def _one_line(e: BaseException) -> str:
+    return " ".join(str(e).split())
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -63,12 +68,12 @@ def main(argv: list[str] | None = None) -> int:
         err.print(f"error: {e.format_message()}{where}", markup=False, soft_wrap=True)
         return 2
     except VidtwinError as e:
-        err.print(f"error: {e}", markup=False, soft_wrap=True)
+        err.print(f"error: {_one_line(e)}", markup=False, soft_wrap=True)
         return e.exit_code
     except Exception as e:  # the one catch-all: report in one line, never a traceback by default
         if "--debug" in argv:
             traceback.print_exc()
-        err.print(f"error: unexpected {type(e).__name__}: {e} (rerun with --debug for a traceback)", markup=False, soft_wrap=True)
+        err.print(f"error: unexpected {type(e).__name__}: {_one_line(e)} (rerun with --debug for a traceback)", markup=False, soft_wrap=True)
         return 1
 
 

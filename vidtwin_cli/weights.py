@@ -187,8 +187,10 @@ def read_official_checkpoint(path: Path, config: VidTwinConfig) -> dict[str, tor
         try:
             ckpt = torch.load(path, map_location="cpu", weights_only=True)
         except pickle.UnpicklingError as e:
-            raise InputError(f"{path}: refused, the checkpoint needs arbitrary code to unpickle "
-                             "(only plain tensors/containers are loaded, weights_only=True)") from e
+            if "Unsupported global" in str(e):  # torch's weights_only refusal of a non-allow-listed class
+                raise InputError(f"{path}: refused, the checkpoint needs arbitrary code to unpickle "
+                                 "(only plain tensors/containers are loaded, weights_only=True)") from e
+            raise InputError(f"{path}: not a readable torch checkpoint ({str(e).splitlines()[0]})") from e
         except (RuntimeError, OSError, EOFError, ValueError) as e:
             raise InputError(f"{path}: not a readable torch checkpoint ({e})") from e
         raw = ckpt.get("state_dict", ckpt) if isinstance(ckpt, dict) else None
