@@ -1,0 +1,220 @@
+"""What a `.vtw` says about itself: magic, version, the JSON header and the tensors it implies.
+
+docs/vtw-format.md sections 2-4 and 7. `container.py` reads and writes files with these rules;
+`container_bytes.py` handles the safetensors framing around them.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from models import VidTwinConfig
+
+from . import __version__
+from .container_bytes import Entries, Layout, short, strict_json
+from .errors import ContainerError
+from .video_info import Geometry, VideoInfo
+
+MAGIC = "vidtwin.vtw"
+VERSION = (1, 0)  # (major, minor): readers reject another major, accept a newer minor
+MAX_CONFIG_INT = 1 << 16  # no plausible model size exceeds this; bounds the work a hostile config causes
+
+LatentDtype = Literal["fp16", "bf16", "fp32", "int8"]
+LATENT_DTYPES: dict[str, str] = {"fp16": "F16", "bf16": "BF16", "fp32": "F32", "int8": "I8"}  # -> safetensors dtype
+CHANNEL_AXIS = {"structure": -1, "dynamics_x": 1, "dynamics_y": 1}  # the latent tensors; d_S is last, d_D is dim 1
+SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+VERSION_TEXT = re.compile(r"^(\d{1,6})\.(\d{1,6})$")
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """The model that made the latents: what was asked for, the weights fingerprint, the full config."""
+
+    spec: str  # preset name, file path or hub id as the user gave it
+    weights_sha256: str  # `weights.tensors_sha256` of the weights, 64 lowercase hex digits
+    config: VidTwinConfig
+
+
+@dataclass(frozen=True)
+class VtwHeader:
+    """Everything a `.vtw` holds besides the latents; inconsistent values raise ValueError.
+
+    The latents have rows = clips × tiles_per_clip, clip-major, then tile row-major:
+    row = clip · tiles_per_clip + r · cols + c.
+    """
+
+    model: ModelRef
+    video: VideoInfo
+    geometry: Geometry
+    clips: int  # clips of T frames: ceil(frame_count / T), the last one padded
+    dtype: LatentDtype = "fp16"  # how latents are stored; reading always gives float32
+    sampled: bool = False  # posterior samples (True) or posterior means (False)
+    seed: int | None = None  # the sampling seed, when sampled
+    tool: str = "vidtwin"
+    tool_version: str = __version__
+    provenance: dict[str, Any] = field(default_factory=dict)  # free JSON, e.g. the generator's settings
+
+    def __post_init__(self) -> None:
+        cfg, video, geo = self.model.config, self.video, self.geometry
+        needed = -(-video.frame_count // cfg.frames)
+        problems = [
+            (self.dtype not in LATENT_DTYPES,
+             f"latent dtype {short(self.dtype)} is not one of {', '.join(LATENT_DTYPES)}"),
+            (not SHA256_HEX.match(str(self.model.weights_sha256)),
+             f"weights sha256 {short(self.model.weights_sha256)} is not 64 lowercase hex digits"),
+            (geo.tile != cfg.image_size,
+             f"geometry tile {geo.tile} differs from the model's image_size {cfg.image_size}"),
+            ((geo.width, geo.height) != (video.width, video.height),
+             f"geometry {geo.width}x{geo.height} differs from the video's {video.width}x{video.height}"),
+            (not video.duration >= 0, f"video duration {video.duration} is negative"),
+            (type(self.sampled) is not bool or not (self.seed is None or type(self.seed) is int),
+             f"sampled must be true/false and seed an integer or null, got {short(self.sampled)}, {short(self.seed)}"),
+            (self.clips != needed,
+             f"{short(self.clips)} clips, but {video.frame_count} frames in clips of {cfg.frames} need {needed}"),
+        ]
+        for failed, message in problems:
+            if failed:
+                raise ValueError(message)
+
+    @property
+    def tiles_per_clip(self) -> int:
+        return self.geometry.tiles_per_clip
+
+    @property
+    def rows(self) -> int:
+        """N: latent rows (clips × tiles)."""
+        return self.clips * self.tiles_per_clip
+
+    def layout(self) -> Layout:
+        """Every tensor the file holds: name -> (safetensors dtype, shape) (docs/vtw-format.md §4)."""
+        return tensor_layout(self.model.config, self.rows, self.dtype,
+                             None if self.video.pts is None else self.video.frame_count)
+
+    def to_dict(self) -> dict[str, Any]:
+        """The JSON header (timestamps excluded: they are the `pts` tensor)."""
+        return {
+            "model": {"spec": self.model.spec, "weights_sha256": self.model.weights_sha256,
+                      "config": self.model.config.to_dict()},
+            "video": {k: v for k, v in self.video.to_dict().items() if k != "pts"},
+            "geometry": self.geometry.to_dict(),
+            "latent_dtype": self.dtype,
+            "clips": self.clips,
+            "tiles_per_clip": self.tiles_per_clip,
+            "sampled": self.sampled,
+            "seed": self.seed,
+            "created_by": {"tool": self.tool, "version": self.tool_version},
+            "provenance": self.provenance,
+        }
+
+    def to_json(self) -> str:
+        return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
+
+    @classmethod
+    def from_json(cls, text: str) -> VtwHeader:
+        """Parse untrusted header JSON (without timestamps); raises ValueError, TypeError, ... with the reason."""
+        h = strict_json(text)
+        if type(h) is not dict:
+            raise ValueError("not a JSON object")
+        model = _req(h, "model", dict)
+        geometry = Geometry.from_dict(_req(h, "geometry", dict))
+        if _req(h, "tiles_per_clip", int) != geometry.tiles_per_clip:
+            raise ValueError(f"tiles_per_clip {h['tiles_per_clip']} differs from the "
+                             f"{geometry.rows}x{geometry.cols} tile grid")
+        created = _req(h, "created_by", dict)
+        provenance = h.get("provenance", {})
+        if type(provenance) is not dict:
+            raise ValueError("'provenance' must be an object")
+        return cls(
+            ModelRef(_req(model, "spec", str), _req(model, "weights_sha256", str), _config(_req(model, "config", dict))),
+            VideoInfo.from_dict({**_req(h, "video", dict), "pts": None}),
+            geometry, _req(h, "clips", int), _req(h, "latent_dtype", str), h.get("sampled"), h.get("seed"),
+            _req(created, "tool", str), _req(created, "version", str), provenance,
+        )  # fmt: skip
+
+
+def tensor_layout(config: VidTwinConfig, rows: int, dtype: str, pts_frames: int | None) -> Layout:
+    """The tensors of a file with `rows` latent rows: name -> (safetensors dtype, shape)."""
+    shapes = {
+        "structure": (rows, *config.structure_shape),
+        "dynamics_x": (rows, *config.dynamics_shape),
+        "dynamics_y": (rows, *config.dynamics_shape),
+    }
+    layout = {key: (LATENT_DTYPES[dtype], shape) for key, shape in shapes.items()}
+    if dtype == "int8":
+        layout |= {f"{key}_scale": ("F32", (rows, shape[CHANNEL_AXIS[key]])) for key, shape in shapes.items()}
+    if pts_frames is not None:
+        layout["pts"] = ("I64", (pts_frames,))
+    return layout
+
+
+def check_identity(name: str, meta: dict[str, Any] | None) -> int:
+    """Magic, version and the other two metadata keys of an untrusted file; returns its minor version."""
+    if meta is None or "magic" not in meta:
+        said = f"; its metadata says format={short(meta['format'])}" if meta and "format" in meta else ""
+        raise ContainerError(f"{name}: not a .vtw file: a safetensors file without the {MAGIC!r} magic{said}")
+    if meta["magic"] != MAGIC:
+        raise ContainerError(f"{name}: bad magic {short(meta['magic'])} (expected {MAGIC!r})")
+    version = meta.get("version")
+    match = VERSION_TEXT.match(version) if type(version) is str else None
+    if match is None:
+        raise ContainerError(f"{name}: unreadable format version {short(version)} (expected MAJOR.MINOR)")
+    major, minor = int(match[1]), int(match[2])
+    if major != VERSION[0]:
+        why = "written by a newer vidtwin; upgrade to read it" if major > VERSION[0] else "unknown"
+        raise ContainerError(f"{name}: .vtw format version {major}.{minor} is not supported "
+                             f"(this vidtwin reads {VERSION[0]}.x; {why})")
+    if type(meta.get("header")) is not str or type(meta.get("sha256")) is not str or not SHA256_HEX.match(meta["sha256"]):
+        raise ContainerError(f"{name}: metadata 'header' or 'sha256' is missing or malformed")
+    return minor
+
+
+def check_tensor_table(name: str, header: VtwHeader, entries: Entries, minor: int) -> Layout:
+    """Every tensor the header implies is present with exactly its dtype and shape; no strays.
+
+    Returns that layout (with `pts` when the file has timestamps)."""
+    pts_frames = header.video.frame_count if "pts" in entries else None
+    layout = tensor_layout(header.model.config, header.rows, header.dtype, pts_frames)
+    for key, (dtype, shape) in layout.items():
+        entry = entries.get(key)
+        if entry is None:
+            raise ContainerError(f"{name}: tensor {key!r} is missing")
+        if entry["dtype"] != dtype or tuple(entry["shape"]) != shape:
+            raise ContainerError(f"{name}: tensor {key!r} is {entry['dtype']} {entry['shape']}, but the header "
+                                 f"({header.clips} clips × {header.tiles_per_clip} tiles, {header.dtype}, model config) "
+                                 f"needs {dtype} {list(shape)}")
+    unknown = sorted(set(entries) - set(layout))
+    if unknown and minor <= VERSION[1]:  # a newer minor version may add tensors; ours has no strays
+        raise ContainerError(f"{name}: unexpected tensor(s) {', '.join(map(repr, unknown))}")
+    return layout
+
+
+def _config(d: dict) -> VidTwinConfig:
+    """VidTwinConfig from untrusted JSON: every field present, of its type, integers bounded."""
+    kinds = {f.name: type(f.default) for f in dataclasses.fields(VidTwinConfig)}
+    missing = sorted(set(kinds) - set(d))
+    if missing:
+        raise ValueError(f"model.config lacks {', '.join(missing)}")
+    for key, kind in kinds.items():
+        v = d[key]
+        if kind is bool:
+            ok = type(v) is bool
+        elif kind is int:
+            ok = type(v) is int and 0 <= v <= MAX_CONFIG_INT
+        else:
+            ok = type(v) in (int, float) and math.isfinite(v)
+        if not ok:
+            raise ValueError(f"model.config.{key} = {short(v)} is not a plausible {kind.__name__}")
+    return VidTwinConfig.from_dict(d)  # unknown fields and inconsistent sizes raise ValueError
+
+
+def _req(d: dict, key: str, kind: type) -> Any:
+    if key not in d:
+        raise ValueError(f"{key!r} is missing")
+    if type(d[key]) is not kind:
+        raise ValueError(f"{key!r} must be {kind.__name__}, got {short(d[key])}")
+    return d[key]
