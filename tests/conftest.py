@@ -5,8 +5,11 @@ from __future__ import annotations
 import os
 import tempfile
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
@@ -65,3 +68,64 @@ def official_fixture() -> dict[str, torch.Tensor]:
     if not path.is_file():
         pytest.fail(f"reference fixture missing: {path} (shared/ must sit beside the repo)")
     return load_file(str(path))
+
+
+# --------------------------------------------------------------------------- videos
+# Real files only: generated with PyAV here, or the package-shipped clips fetched by
+# scripts/fetch_media.py into $VIDTWIN_MEDIA (default .cache/media; CI fetches them first).
+
+MEDIA_FILES = ("bikes.mp4", "carphone_pristine.mp4", "bigbuckbunny.mp4", "cityCC0.mpg")
+
+
+def render_frame(index: int, width: int, height: int) -> np.ndarray:
+    """A smooth, moving (H, W, 3) uint8 test picture, different for every frame index."""
+    y, x = np.mgrid[0:height, 0:width].astype(np.float32)
+    r = 128 + 100 * np.sin(x / 7.0 + index / 3.0)
+    g = 128 + 100 * np.cos(y / 5.0 - index / 4.0)
+    b = 40 + 180 * (x + y) / (width + height)
+    return np.clip(np.stack([r, g, b], -1), 0, 255).astype(np.uint8)
+
+
+def write_test_video(path: Path, width: int = 48, height: int = 40, frames: int = 17, fps: Fraction = Fraction(25),
+                     pts: list[int] | None = None, time_base: Fraction | None = None, codec: str = "libx264",
+                     format: str | None = None) -> Path:
+    """Write a small real video with PyAV (independently of vidtwin's writer).
+
+    Odd sizes use yuv444p (4:2:0 needs even sides). `pts` (with `time_base`) gives variable frame
+    rate; `frames=0` writes a valid container whose video stream has no frames.
+    """
+    formats = {f.name for f in av.Codec(codec, "w").video_formats}
+    pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 and "yuv420p" in formats else "yuv444p"
+    time_base = time_base or 1 / fps
+    with av.open(str(path), "w", format=format) as container:
+        stream = container.add_stream(codec, rate=fps)
+        stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+        stream.time_base = stream.codec_context.time_base = time_base
+        for i in range(frames):
+            frame = av.VideoFrame.from_ndarray(render_frame(i, width, height), format="rgb24")
+            frame.pts = pts[i] if pts is not None else i
+            container.mux(stream.encode(frame))
+        container.mux(stream.encode())
+    return path
+
+
+@pytest.fixture(scope="session")
+def media_dir() -> Path:
+    """The fetched real clips; missing media is a failure (run scripts/fetch_media.py), never a skip."""
+    path = Path(os.environ.get("VIDTWIN_MEDIA") or REPO / ".cache" / "media")
+    missing = [name for name in MEDIA_FILES if not (path / name).is_file()]
+    if missing:
+        pytest.fail(f"test media missing in {path}: {', '.join(missing)}; run `python scripts/fetch_media.py`")
+    return path
+
+
+@pytest.fixture(scope="session")
+def sample_video(tmp_path_factory) -> Path:
+    """A real 48×40, 17-frame, 25 fps H.264 mp4 (2×2 tiles of 32 with padding; 17 is not a multiple of T)."""
+    return write_test_video(tmp_path_factory.mktemp("video") / "sample.mp4")
+
+
+@pytest.fixture
+def make_video():
+    """`write_test_video(path, width, height, frames, fps, pts, time_base, codec, format)`."""
+    return write_test_video

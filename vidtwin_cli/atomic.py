@@ -18,6 +18,8 @@ STDIO = "-"
 def check_writable(path: Path, inputs: tuple[Path, ...] = ()) -> None:
     """Refuse output paths that cannot be written or would overwrite an input."""
     if str(path) == STDIO:
+        if sys.stdout.isatty():
+            raise InputError("refusing to write binary output to a terminal; redirect stdout or pass -o FILE")
         return
     if not path.parent.is_dir():
         raise InputError(f"{path}: output directory {path.parent} does not exist")

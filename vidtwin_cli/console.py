@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import json
 import sys
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from rich.console import Console
@@ -66,3 +67,27 @@ def print_json(obj: Any) -> None:
     """Write the one machine-readable result object to stdout."""
     sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
     sys.stdout.flush()
+
+
+class TaskProgress:
+    """Callbacks that library code drives: `start(total)` once the total is known, `advance(n)`."""
+
+    def __init__(self, progress: Progress, description: str) -> None:
+        self._progress = progress
+        self._task = progress.add_task(description, total=None)
+
+    def start(self, total: int | None) -> None:
+        self._progress.update(self._task, total=total)
+
+    def advance(self, n: int) -> None:
+        self._progress.advance(self._task, n)
+
+    def remove(self) -> None:
+        self._progress.remove_task(self._task)
+
+
+@contextlib.contextmanager
+def task_progress(console: Console, description: str, quiet: bool = False, unit: str = "frames") -> Iterator[TaskProgress]:
+    """One progress bar on stderr for one piece of work (e.g. one file's frames)."""
+    with progress_bar(console, quiet, unit) as progress:
+        yield TaskProgress(progress, description)

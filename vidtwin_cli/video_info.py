@@ -42,6 +42,8 @@ class VideoInfo:
             raise InputError(f"fps {self.fps} and time base {self.time_base} must be positive")
         if self.pts is not None and len(self.pts) != self.frame_count:
             raise InputError(f"{len(self.pts)} timestamps for {self.frame_count} frames")
+        if self.pts is not None and any(b <= a for a, b in zip(self.pts, self.pts[1:])):
+            raise InputError("frame timestamps must strictly increase")
 
     def to_dict(self) -> dict:
         d = asdict(self)

@@ -1,0 +1,22 @@
+"""Option types shared by several commands (one definition each)."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+ModelOption = Annotated[
+    str | None, typer.Option("--model", "-m", help="Preset name, .safetensors path or hub id org/name[@rev].")
+]
+DeviceOption = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto.")]
+PrecisionOption = Annotated[str, typer.Option("--precision", help="fp32, bf16, or fp16 (CUDA only).")]
+BatchOption = Annotated[int, typer.Option("--batch-size", min=1, help="Tiles per model call.")]
+JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON result object on stdout.")]
+QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary on stderr.")]
+ForceOption = Annotated[bool, typer.Option("--force", help="Decode even if the weights differ from the file's (warns).")]
+CodecOption = Annotated[str, typer.Option("--codec", help="Output video encoder (libx264, libx265, libvpx-vp9, ...).")]
+CrfOption = Annotated[int | None, typer.Option("--crf", help="Output quality for CRF encoders (default 18).")]
+FormatOption = Annotated[
+    str | None, typer.Option("--format", "-f", help="Container format for piped video (nut, matroska, mp4).")
+]

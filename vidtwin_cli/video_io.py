@@ -1,0 +1,418 @@
+"""Streaming video I/O with PyAV: RGB frames in, fixed-length clips, RGB frames out with the source timing.
+
+Nothing here holds more than one clip: `VideoReader` decodes one frame at a time, `iter_clips` groups
+them into model-length clips, `VideoWriter` encodes one frame at a time. The source's geometry and
+timing are collected into a `VideoInfo` while reading and restored exactly by the writer.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+from collections.abc import Iterable, Iterator
+from fractions import Fraction
+from pathlib import Path
+from types import TracebackType
+
+import av
+import numpy as np
+
+from .atomic import STDIO, atomic_path
+from .errors import InputError, RuntimeFailure, UsageError
+from .video_info import VideoInfo
+
+log = logging.getLogger(__name__)
+
+DEFAULT_CODEC = "libx264"
+DEFAULT_CRF = 18  # visually near-lossless for x264/x265; decoded video is compared against the source
+# Encoders whose quality is set with a constant-rate-factor option (name -> extra options it needs).
+CRF_CODECS: dict[str, dict[str, str]] = {
+    "libx264": {},
+    "libx264rgb": {},
+    "libx265": {"x265-params": "log-level=error"},  # x265 logs to stderr by itself otherwise
+    "libvpx": {"b:v": "0"},  # libvpx/aom use CRF only with the bitrate cap off
+    "libvpx-vp9": {"b:v": "0"},
+    "libaom-av1": {"b:v": "0"},
+    "libsvtav1": {},
+}
+# Containers that can be written to a pipe, with the muxer options that make them streamable.
+PIPE_FORMATS: dict[str, dict[str, str]] = {
+    "nut": {},
+    "matroska": {},
+    "mp4": {"movflags": "frag_keyframe+empty_moov+default_base_moof"},  # fragmented: no seek back to the moov
+}
+# ffmpeg demuxers that turn non-video files into "video" (the tty demuxer renders any text file as ANSI art).
+NOT_VIDEO_FORMATS = {"tty": "a text file"}
+BT601, LIMITED_RANGE = 6, 1  # AVCOL_SPC_SMPTE170M, AVCOL_RANGE_MPEG: what swscale's default RGB->YUV produces
+
+
+def _display_name(src: Path | str, stdio: str) -> str:
+    return stdio if str(src) == STDIO else str(src)
+
+
+def _reason(e: BaseException) -> str:
+    """The human part of a PyAV/OS error ("Invalid data found when processing input")."""
+    if getattr(e, "strerror", None):
+        return e.strerror
+    lines = str(e).strip().splitlines()
+    return lines[0] if lines else type(e).__name__
+
+
+# --------------------------------------------------------------------------- reading
+
+
+class VideoReader:
+    """Decodes the first video stream of a file (or stdin) into RGB frames, one at a time.
+
+        with VideoReader("clip.mp4") as video:
+            geometry = Geometry.plan(video.width, video.height, tile)  # header facts, before decoding
+            for frame in video:                                      # (H, W, 3) uint8, any source pix_fmt
+                ...
+            info = video.info                                        # complete once frames are exhausted
+
+    `src` "-" reads stdin and needs `format` (e.g. "nut", "matroska", "mp4"; an mp4 on a pipe must be
+    fragmented). Every failure is an `InputError` naming the file: missing, a directory, not a video,
+    no video frames, truncated, or undecodable mid-stream. The first frame is decoded on entry, so a
+    file that cannot produce a single frame fails before any output is created.
+
+    Timing: `info.fps` is the stream's average rate. When the decoded timestamps do not sit on that
+    rate's grid (variable frame rate), `info.pts` keeps every frame's timestamp relative to the first
+    frame, in `info.time_base` units, and `info.fps` becomes the exact mean rate frame_count/duration.
+    `info.duration` is the presentation span: first frame start to last frame end.
+    """
+
+    # Header facts, set on entering the `with` block (before any frame is yielded):
+    width: int  # of the decoded frames
+    height: int
+    fps: Fraction  # average rate the stream declares
+    time_base: Fraction
+    codec: str
+    estimated_frames: int | None  # from the header, for progress bars only (AVI drop frames make it too high)
+
+    def __init__(self, src: Path | str, format: str | None = None) -> None:
+        if str(src) == STDIO and not format:
+            raise UsageError("reading video from stdin needs a container format (--format nut, matroska, mp4, ...)")
+        if format is not None and format not in av.formats_available:
+            raise UsageError(f"unknown container format {format!r} (e.g. nut, matroska, mp4)")
+        self.src, self.format = src, format
+        self.name = _display_name(src, "<stdin>")
+        self._container: av.container.InputContainer | None = None
+        self._first: np.ndarray | None = None
+        self._info: VideoInfo | None = None
+        self._started = False
+
+    def __enter__(self) -> VideoReader:
+        self._container = self._open()
+        try:
+            self._read_header()
+        except BaseException:
+            self.close()
+            raise
+        return self
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        self.close()
+
+    def close(self) -> None:
+        if self._container is not None:
+            self._container.close()
+            self._container = None
+
+    def _open(self) -> av.container.InputContainer:
+        if str(self.src) == STDIO:
+            source: object = sys.stdin.buffer  # PyAV seeks only where `seekable()` says so: pipes work
+        else:
+            path = Path(self.src)
+            if path.is_dir():
+                raise InputError(f"{path}: is a directory, not a video file")
+            if not path.exists():
+                raise InputError(f"{path}: no such file")
+            source = str(path)
+        try:
+            container = av.open(source, mode="r", format=self.format)
+        except av.error.InvalidDataError as e:
+            raise InputError(f"{self.name}: not a video file PyAV can read, or truncated ({_reason(e)})") from e
+        except (av.FFmpegError, OSError) as e:
+            raise InputError(f"{self.name}: cannot open ({_reason(e)})") from e
+        except ValueError as e:  # e.g. metadata text that is not UTF-8 in a damaged file
+            raise InputError(f"{self.name}: not a readable video ({_reason(e)})") from e
+        if container.format.name in NOT_VIDEO_FORMATS:
+            container.close()
+            raise InputError(f"{self.name}: is {NOT_VIDEO_FORMATS[container.format.name]}, not a video")
+        return container
+
+    def _read_header(self) -> None:
+        container = self._container
+        if not container.streams:  # what the mp4 demuxer makes of a file that lost its index
+            raise InputError(f"{self.name}: contains no streams (not a video, or truncated)")
+        if not container.streams.video:
+            raise InputError(f"{self.name}: has no video stream")
+        stream = container.streams.video[0]
+        if stream.codec_context is None:
+            raise InputError(f"{self.name}: no decoder for its video codec")
+        stream.thread_type = "AUTO"
+        rate = stream.average_rate or stream.guessed_rate
+        if not rate or rate <= 0:
+            raise InputError(f"{self.name}: the video stream declares no frame rate")
+        if stream.time_base is None:
+            raise InputError(f"{self.name}: the video stream has no time base")
+        self._check_not_truncated(stream)
+        self.fps, self.time_base = Fraction(rate), Fraction(stream.time_base)
+        self.codec = stream.codec_context.name
+        self.estimated_frames = stream.frames or (
+            round(container.duration / av.time_base * self.fps) if container.duration else None)
+        self._decoder = container.decode(stream)
+        self._pts: list[int | None] = []
+        first = self._next_frame()
+        if first is None:
+            raise InputError(f"{self.name}: has no video frames")
+        self._first = first
+        self.height, self.width = first.shape[:2]
+
+    def _check_not_truncated(self, stream: av.video.stream.VideoStream) -> None:
+        """A file whose index points past its end was cut short (the demuxer would stop quietly there)."""
+        if str(self.src) == STDIO:
+            return
+        size = Path(self.src).stat().st_size
+        for entry in stream.index_entries:
+            if entry.pos >= 0 and entry.pos + max(entry.size, 0) > size:
+                raise InputError(f"{self.name}: truncated (its index points past the end of the "
+                                 f"{size}-byte file); re-download or re-export it")
+
+    def _next_frame(self) -> np.ndarray | None:
+        """Decode one more frame as RGB, recording its timestamp; None at the end of the stream."""
+        try:
+            frame = next(self._decoder, None)
+        except (av.FFmpegError, OSError) as e:
+            hint = "; an mp4 on a pipe must be fragmented" if str(self.src) == STDIO and self.format == "mp4" else ""
+            raise InputError(f"{self.name}: cannot decode frame {len(self._pts) + 1} ({_reason(e)}){hint}") from e
+        if frame is None:
+            return None
+        self._pts.append(frame.pts)
+        self._last_duration = frame.duration or 0
+        rgb = frame.to_ndarray(format="rgb24")
+        return np.ascontiguousarray(rgb)  # rows of odd-width frames come padded to the line size
+
+    def __iter__(self) -> Iterator[np.ndarray]:
+        """Yield every frame as an (H, W, 3) uint8 RGB array; iterable once."""
+        if self._container is None or self._started:
+            raise RuntimeError("VideoReader frames can be iterated once, inside its `with` block")
+        self._started = True
+        frame, self._first = self._first, None
+        while frame is not None:
+            if frame.shape[:2] != (self.height, self.width):
+                raise InputError(f"{self.name}: frame {len(self._pts)} is {frame.shape[1]}x{frame.shape[0]} but the "
+                                 f"video started at {self.width}x{self.height}; size changes are not supported")
+            yield frame
+            frame = self._next_frame()
+        self._info = self._timing()
+
+    @property
+    def info(self) -> VideoInfo:
+        """The complete description of the decoded video, once every frame has been yielded."""
+        if self._info is None:
+            raise RuntimeError("VideoReader.info is known only after all frames have been read")
+        return self._info
+
+    def _timing(self) -> VideoInfo:
+        n, tb, fps = len(self._pts), self.time_base, self.fps
+        step = 1 / (fps * tb)  # ticks per frame at the declared rate
+        pts = self._pts
+        if any(p is None for p in pts) or any(b <= a for a, b in zip(pts, pts[1:])):
+            log.debug("%s: missing or unordered timestamps, timing taken as constant %s fps", self.name, fps)
+            relative = None
+        else:
+            relative = [p - pts[0] for p in pts]
+        # A tick of slack absorbs containers that round timestamps (Matroska stores milliseconds).
+        if relative is None or all(abs(p - i * step) <= 1 for i, p in enumerate(relative)):
+            return VideoInfo(self.width, self.height, fps, tb, n, float(n / fps), None, self.codec)
+        last = self._last_duration if self._last_duration > 0 else round(step)
+        span = (relative[-1] + last) * tb
+        return VideoInfo(self.width, self.height, n / span, tb, n, float(span), tuple(relative), self.codec)
+
+
+def iter_clips(frames: Iterable[np.ndarray], length: int) -> Iterator[tuple[np.ndarray, int]]:
+    """Group frames into (length, H, W, 3) clips; the last one is padded by repeating its last frame.
+
+    Yields (clip, valid) where `valid` is the number of real frames in the clip (< length only for
+    the last clip). Each clip is a fresh array, so a consumer may keep it; memory is one clip.
+    """
+    if length < 1:
+        raise ValueError(f"clip length must be >= 1, got {length}")
+    clip: np.ndarray | None = None
+    filled = 0
+    for frame in frames:
+        if clip is None:
+            clip = np.empty((length, *frame.shape), frame.dtype)
+        clip[filled] = frame
+        filled += 1
+        if filled == length:
+            yield clip, length
+            clip, filled = None, 0
+    if clip is not None:
+        clip[filled:] = clip[filled - 1]
+        yield clip, filled
+
+
+# --------------------------------------------------------------------------- writing
+
+
+def _pixel_format(codec: av.Codec, width: int, height: int) -> str:
+    """yuv420p when both sides are even; 4:2:0 cannot code an odd side, so odd sizes use yuv444p (or RGB)."""
+    supported = {f.name for f in codec.video_formats or ()}
+    preferred = (["yuv420p"] if width % 2 == 0 and height % 2 == 0 else []) + ["yuv444p", "rgb24", "gbrp"]
+    for name in preferred:
+        if name in supported:
+            return name
+    raise UsageError(f"codec {codec.name} cannot store {width}x{height} frames exactly "
+                     f"(it offers {', '.join(sorted(supported)) or 'no pixel formats'}); use libx264")
+
+
+class VideoWriter:
+    """Encodes RGB frames into a video with the timing of a `VideoInfo`; the file appears only on success.
+
+        with VideoWriter("out.mp4", info, width, height) as out:
+            for frame in frames:       # exactly info.frame_count frames, (height, width, 3) uint8
+                out.write(frame)
+
+    Timing: constant-rate video is written in a 1/fps time base (so the rational fps is exact);
+    variable-rate video (`info.pts`) keeps every timestamp in `info.time_base` and every frame's
+    duration, the last one from `info.duration`. Containers may round timestamps (Matroska: 1 ms).
+
+    Pixels: H.264 (libx264) yuv420p at CRF 18 by default, tagged BT.601 limited range (the matrix
+    swscale uses for RGB->YUV, so players show the colours we encoded). 4:2:0 cannot represent an odd
+    width or height, so odd sizes are written as yuv444p (H.264 High 4:4:4, exact W×H; some hardware
+    players and browsers do not play it), or as RGB for RGB-only codecs such as libx264rgb.
+
+    `dst` "-" writes to stdout and needs `format` ("nut", "matroska" or "mp4", the last fragmented).
+    A real path is written through a temporary file beside it and renamed on success; an error or
+    Ctrl-C inside the block leaves nothing. `crf` None means DEFAULT_CRF for codecs that have a CRF
+    option; an explicit `crf` for a codec without one is a UsageError.
+    """
+
+    def __init__(self, dst: Path | str, info: VideoInfo, width: int, height: int, codec: str = DEFAULT_CODEC,
+                 crf: int | None = None, format: str | None = None) -> None:
+        self.dst, self.info, self.width, self.height, self.format = dst, info, width, height, format
+        self.name = _display_name(dst, "<stdout>")
+        if not (1 <= width and 1 <= height):
+            raise ValueError(f"output size {width}x{height} must be positive")
+        if format is not None and format not in av.formats_available:
+            raise UsageError(f"unknown container format {format!r} (e.g. mp4, matroska, nut)")
+        if str(dst) == STDIO and format not in PIPE_FORMATS:
+            raise UsageError(f"writing video to stdout needs --format {', '.join(PIPE_FORMATS)} (got {format!r})")
+        try:
+            self._codec = av.Codec(codec, "w")
+        except (av.FFmpegError, ValueError) as e:
+            raise UsageError(f"unknown video encoder {codec!r} ({_reason(e)})") from e
+        if self._codec.type != "video":
+            raise UsageError(f"{codec!r} is not a video encoder")
+        if crf is not None and codec not in CRF_CODECS:
+            raise UsageError(f"codec {codec} has no CRF quality setting; drop --crf "
+                             f"(CRF codecs: {', '.join(CRF_CODECS)})")
+        if crf is not None and not 0 <= crf <= 63:
+            raise UsageError(f"--crf {crf} is outside 0..63")
+        self.crf = crf if crf is not None else DEFAULT_CRF if codec in CRF_CODECS else None
+        self.pix_fmt = _pixel_format(self._codec, width, height)
+        self.frames_written = 0
+        self._stack: contextlib.ExitStack | None = None
+
+    def __enter__(self) -> VideoWriter:
+        stack = contextlib.ExitStack()
+        try:
+            if str(self.dst) == STDIO:
+                target: object = sys.stdout.buffer
+            else:
+                target = str(stack.enter_context(atomic_path(Path(self.dst))))
+            self._container = self._open(target)
+            stack.callback(self._container.close)
+            self._stream = self._add_stream()
+        except BaseException as e:
+            stack.__exit__(type(e), e, e.__traceback__)
+            raise
+        self._stack = stack
+        return self
+
+    def _open(self, target: object) -> av.container.OutputContainer:
+        options = PIPE_FORMATS.get(self.format, {}) if str(self.dst) == STDIO else {}
+        try:
+            return av.open(target, mode="w", format=self.format, options=options)
+        except (av.FFmpegError, OSError) as e:
+            raise InputError(f"{self.name}: cannot create ({_reason(e)})") from e
+        except ValueError as e:  # unknown format name, or a suffix PyAV cannot map to a container
+            raise UsageError(f"{self.name}: no container format for this name ({_reason(e)}); "
+                             "use .mp4, .mkv or .nut, or give a format") from e
+
+    def _add_stream(self) -> av.video.stream.VideoStream:
+        info = self.info
+        variable = info.pts is not None
+        # A rational rate with a 32-bit numerator/denominator is all x264 takes; for VFR it is only a hint.
+        rate = info.fps.limit_denominator(1_000_000) if variable else info.fps
+        time_base = info.time_base if variable else 1 / info.fps
+        try:
+            stream = self._container.add_stream(self._codec.name, rate=rate)
+        except ValueError as e:  # e.g. "'webm' format does not support 'libx264' codec"
+            raise UsageError(f"{self.name}: {_reason(e)}; pick another codec or container") from e
+        stream.width, stream.height, stream.pix_fmt = self.width, self.height, self.pix_fmt
+        stream.time_base = stream.codec_context.time_base = time_base
+        if self.pix_fmt.startswith("yuv"):
+            stream.codec_context.colorspace, stream.codec_context.color_range = BT601, LIMITED_RANGE
+        if self.crf is not None:
+            stream.options = {"crf": str(self.crf), **CRF_CODECS[self._codec.name]}
+        if variable:
+            # Without B-frames decode order is presentation order, so the muxer's per-sample durations
+            # (mp4 stts is built from decode timestamps) are each frame's own, the last one included.
+            stream.codec_context.max_b_frames = 0
+            ends = [*info.pts[1:], max(round(Fraction(info.duration) / time_base), info.pts[-1] + 1)]
+            self._durations = {p: end - p for p, end in zip(info.pts, ends)}
+        else:
+            self._durations = None
+        return stream
+
+    def write(self, frame: np.ndarray) -> None:
+        """Encode one (height, width, 3) uint8 RGB frame."""
+        if frame.shape != (self.height, self.width, 3) or frame.dtype != np.uint8:
+            raise ValueError(f"expected a ({self.height}, {self.width}, 3) uint8 frame, "
+                             f"got {frame.shape} {frame.dtype}")
+        n = self.frames_written
+        if n >= self.info.frame_count:
+            raise ValueError(f"{self.name}: more than the {self.info.frame_count} frames the video has")
+        vframe = av.VideoFrame.from_ndarray(np.ascontiguousarray(frame), format="rgb24")
+        vframe.pts = self.info.pts[n] if self.info.pts is not None else n
+        self._encode(vframe)
+        self.frames_written += 1
+
+    def _encode(self, frame: av.VideoFrame | None) -> None:
+        """Encode one frame (None flushes the encoder) and mux what comes out."""
+        try:
+            for packet in self._stream.encode(frame):
+                # Encoders with lookahead leave durations unset; muxers need them for the last frame
+                # and for an exact duration (mp4 stts, Matroska block durations).
+                packet.duration = 1 if self._durations is None else self._durations.pop(packet.pts, packet.duration)
+                self._container.mux(packet)
+        except (av.FFmpegError, OSError) as e:
+            raise RuntimeFailure(f"{self.name}: cannot write ({_reason(e)})") from e
+
+    def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
+                 tb: TracebackType | None) -> None:
+        stack, self._stack = self._stack, None
+        if exc_type is None:
+            try:
+                if self.frames_written != self.info.frame_count:
+                    raise ValueError(f"{self.name}: {self.frames_written} frames written, the video has "
+                                     f"{self.info.frame_count}")
+                self._encode(None)  # flush the encoder's delayed frames
+                self._container.close()  # writes the trailer (mp4 index); closing again is a no-op
+            except (av.FFmpegError, OSError) as e:
+                error = RuntimeFailure(f"{self.name}: cannot finish writing ({_reason(e)})")
+                stack.__exit__(type(error), error, None)
+                raise error from e
+            except BaseException as e:
+                stack.__exit__(type(e), e, e.__traceback__)
+                raise
+            stack.close()  # container, then the atomic rename
+            if str(self.dst) == STDIO:
+                sys.stdout.buffer.flush()
+        else:
+            stack.__exit__(exc_type, exc, tb)
