@@ -14,7 +14,8 @@ import click
 import typer
 
 from . import __version__
-from .commands import convert, info
+from .commands import convert, decode, encode, info, inspect, swap, verify
+from .commands import train
 from .console import err_console
 from .errors import VidtwinError
 
@@ -43,8 +44,14 @@ def _root(
     """VidTwin video codec."""
 
 
+app.command("encode")(encode.command)
+app.command("decode")(decode.command)
+app.command("swap")(swap.command)
 app.command("info")(info.command)
 app.command("convert")(convert.command)
+app.command("inspect")(inspect.command)
+app.command("verify")(verify.command)
+app.add_typer(train.app, name="train")
 
 
 def _one_line(e: BaseException) -> str:
