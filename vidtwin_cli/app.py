@@ -15,7 +15,6 @@ import typer
 
 from . import __version__
 from .commands import convert, decode, encode, info, inspect, swap, verify
-from .commands import train
 from .console import err_console
 from .errors import VidtwinError
 
@@ -51,7 +50,6 @@ app.command("info")(info.command)
 app.command("convert")(convert.command)
 app.command("inspect")(inspect.command)
 app.command("verify")(verify.command)
-app.add_typer(train.app, name="train")
 
 
 def _one_line(e: BaseException) -> str:
