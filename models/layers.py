@@ -10,8 +10,8 @@ from torch import nn
 
 
 def modulate(x: torch.Tensor, shift: torch.Tensor, scale: torch.Tensor) -> torch.Tensor:
-    """adaLN modulation x·(1 + scale) + shift (DiT)."""
-    return x * (1 + scale) + shift
+    """adaLN modulation x·(1 + scale) + shift (DiT), as one fused kernel (no x·(1 + scale) temporary)."""
+    return torch.addcmul(shift, x, 1 + scale)
 
 
 def sincos_1d(dim: int, positions: torch.Tensor) -> torch.Tensor:

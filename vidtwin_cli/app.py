@@ -10,11 +10,14 @@ import sys
 import traceback
 from typing import Annotated
 
-import click
 import typer
 
 from . import __version__
-from .commands import convert, decode, encode, info, inspect, swap, verify
+from .commands import convert, decode, demo, encode, info, inspect, swap, verify
+from .commands import datasets, generate
+from .commands import train
+from .commands import batch
+from .commands import bench
 from .console import err_console
 from .errors import VidtwinError
 
@@ -43,6 +46,7 @@ def _root(
     """VidTwin video codec."""
 
 
+app.command("demo")(demo.command)
 app.command("encode")(encode.command)
 app.command("decode")(decode.command)
 app.command("swap")(swap.command)
@@ -50,6 +54,11 @@ app.command("info")(info.command)
 app.command("convert")(convert.command)
 app.command("inspect")(inspect.command)
 app.command("verify")(verify.command)
+app.add_typer(datasets.app, name="datasets")
+app.command("generate")(generate.command)
+app.add_typer(train.app, name="train")
+app.add_typer(batch.app, name="batch")
+app.command("bench")(bench.command)
 
 
 def _one_line(e: BaseException) -> str:
@@ -63,15 +72,17 @@ def main(argv: list[str] | None = None) -> int:
     try:
         result = app(args=argv, prog_name="vidtwin", standalone_mode=False)
         return result if isinstance(result, int) else 0
-    except click.exceptions.Exit as e:
+    except typer.Exit as e:
         return e.exit_code
-    except (click.exceptions.Abort, KeyboardInterrupt):
+    except (typer.Abort, KeyboardInterrupt):
         err.print("interrupted", markup=False)
         return 130
-    except click.exceptions.UsageError as e:
-        where = f" (see 'vidtwin {e.ctx.command_path.split(' ', 1)[1]} --help')" if e.ctx and " " in e.ctx.command_path else ""
-        err.print(f"error: {e.format_message()}{where}", markup=False, soft_wrap=True)
-        return 2
+    except typer.TyperException as e:  # parser errors: bad flag, missing argument, unknown command
+        ctx = getattr(e, "ctx", None)
+        where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        message = e.format_message() if hasattr(e, "format_message") else str(e)
+        err.print(f"error: {_one_line(message)}{where}", markup=False, soft_wrap=True)
+        return getattr(e, "exit_code", 2)
     except VidtwinError as e:
         err.print(f"error: {_one_line(e)}", markup=False, soft_wrap=True)
         return e.exit_code

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from models import VidTwinAE
 
+from .dit_weights import LoadedDiT
 from .weights import LoadedModel
 
 
@@ -32,4 +33,26 @@ def describe(loaded: LoadedModel) -> dict:
         "latent_values_per_clip": cfg.latent_values,
         "compression_rate": cfg.compression_rate,
         "config": cfg.to_dict(),
+    }
+
+
+PAPER_DIT_PARAMETERS = {"pseudo": 12_610_560}  # App. B.2 (counts the feed-forward layers and their norms only)
+
+
+def describe_dit(loaded: LoadedDiT) -> dict:
+    """A JSON-ready description of a latent DiT: parameters, token layout, classes, its autoencoder."""
+    tok, ae = loaded.model.tokens, loaded.autoencoder
+    return {
+        "dit": loaded.spec,
+        "source": loaded.source,
+        "path": str(loaded.path) if loaded.path else None,
+        "parameters": loaded.model.parameter_count(),
+        "paper_parameters": PAPER_DIT_PARAMETERS.get(loaded.spec) if loaded.source == "preset" else None,
+        "weights_sha256": loaded.sha256,
+        "tokens": {"structure": [tok.structure_tokens, tok.structure_patch_dim],
+                   "dynamics": [tok.dynamics_tokens, tok.dynamics_patch_dim]},
+        "target_values": tok.target_size,
+        "classes": list(loaded.classes),
+        "autoencoder": None if ae is None else {"spec": ae.spec, "weights_sha256": ae.weights_sha256},
+        "config": loaded.config.to_dict(),
     }

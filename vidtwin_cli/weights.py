@@ -1,6 +1,6 @@
 """Model weights on disk: our safetensors format, official checkpoints, presets and hub ids.
 
-`--model` accepts a preset name (random init, seeded), a local `.safetensors` path or a hub
+`--model` accepts `default` (the bundled trained model), a preset name (random init, seeded), a local `.safetensors` path or a hub
 id `org/name[@revision]`. This is the one module that resolves model specs.
 """
 
@@ -26,7 +26,8 @@ from .errors import InputError, ModelError
 MODEL_FORMAT = "vidtwin-ae"
 MODEL_FILENAME = "model.safetensors"  # the file looked up in a hub repository
 BUNDLED_MODEL = Path(__file__).parent / "data" / "vidtwin-small.safetensors"
-DEFAULT_MODEL = "tiny"
+SAMPLE_CLIP = Path(__file__).parent / "data" / "sample.mp4"  # our own procedural footage (scripts/make_sample_clip.py)
+DEFAULT_MODEL = "default"  # the trained small model shipped in the package (docs/model-card.md)
 PRESET_SEED = 0
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")
 WEIGHT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
@@ -163,6 +164,8 @@ def _load_file(spec: str, source: str, path: Path) -> LoadedModel:
 def resolve_model(spec: str | None = None, cache_dir: Path | None = None) -> LoadedModel:
     """Load the model named by `spec` (None: the default model)."""
     spec = spec or DEFAULT_MODEL
+    if spec == DEFAULT_MODEL:
+        return _load_file(spec, "bundled", BUNDLED_MODEL)
     if spec in PRESETS:
         return LoadedModel(build_model(PRESETS[spec]), spec, "preset")
     path = Path(spec)

@@ -8,17 +8,25 @@ import typer
 from rich.table import Table
 
 from ..console import err_console, print_json
-from ..model_info import describe
+from ..dit_weights import resolve_dit
+from ..errors import UsageError
+from ..model_info import describe, describe_dit
 from ..weights import resolve_model
 
 ModelOption = Annotated[
     str | None, typer.Option("--model", "-m", help="Preset name, .safetensors path or hub id org/name[@rev].")
 ]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON object on stdout.")]
+DitOption = Annotated[str | None, typer.Option("--dit", help="Describe a latent DiT instead: preset name or DiT file.")]
 
 
-def command(model: ModelOption = None, json_out: JsonOption = False) -> None:
+def command(model: ModelOption = None, json_out: JsonOption = False, dit: DitOption = None) -> None:
     """Show a model's parameter count, latent shapes per clip and compression rate."""
+    if dit is not None:
+        if model is not None:
+            raise UsageError("give --model or --dit, not both")
+        _show_dit(describe_dit(resolve_dit(dit)), json_out)
+        return
     info = describe(resolve_model(model))
     if json_out:
         print_json(info)
@@ -35,6 +43,27 @@ def command(model: ModelOption = None, json_out: JsonOption = False) -> None:
         ("compression rate", f"{100 * info['compression_rate']:.3f}%"),
         ("weights sha256", info["weights_sha256"]),
     ]
+    for k, v in rows:
+        table.add_row(f"[bold]{k}[/]", v)
+    err_console().print(table)
+
+
+def _show_dit(info: dict, json_out: bool) -> None:
+    if json_out:
+        print_json(info)
+        return
+    cfg, tokens, ae = info["config"], info["tokens"], info["autoencoder"]
+    paper = f" (paper: {info['paper_parameters']:,})" if info["paper_parameters"] else ""
+    rows = [
+        ("dit", f"{info['dit']} ({info['source']})"),
+        ("parameters", f"{info['parameters']:,}{paper}"),
+        ("blocks × width", f"{cfg['depth']} × {cfg['hidden_size']}, {cfg['num_heads']} heads, FFN {cfg['mlp_hidden']}"),
+        ("tokens (count, values)", f"structure {tuple(tokens['structure'])}, dynamics {tuple(tokens['dynamics'])}"),
+        ("classes", ", ".join(info["classes"]) if len(info["classes"]) <= 8 else f"{len(info['classes'])} classes"),
+        ("autoencoder", "none (untrained preset)" if ae is None else f"{ae['spec']} (sha256 {ae['weights_sha256'][:16]}…)"),
+        ("weights sha256", info["weights_sha256"]),
+    ]
+    table = Table(show_header=False, box=None)
     for k, v in rows:
         table.add_row(f"[bold]{k}[/]", v)
     err_console().print(table)

@@ -1,0 +1,114 @@
+"""`vidtwin bench`: the FLOP count, the x264 size search and the JSON schema on tiny runs."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+
+import pytest
+import torch
+from torch.utils.flop_counter import FlopCounterMode
+
+from models import PRESETS, VidTwinAE
+from vidtwin_cli.baseline import available_codecs, decode_stream, encode_at_bytes
+from vidtwin_cli.flops import model_flops
+
+ODD = dataclasses.replace(PRESETS["tiny"], image_size=28, structure_blocks=2, dynamics_blocks=2)  # 7×7 grid: crop path
+
+
+@pytest.mark.parametrize("cfg", [PRESETS["tiny"], ODD, PRESETS["release"]], ids=["tiny", "odd-grid", "release"])
+def test_flop_count_matches_torch_flop_counter(cfg):
+    with torch.device("meta"):  # shapes only: the release model costs nothing here
+        model = VidTwinAE(cfg).eval()
+        x = torch.empty(1, *cfg.clip_shape)
+    with torch.no_grad(), FlopCounterMode(display=False) as enc:
+        latents = model.encode(x)
+    with torch.no_grad(), FlopCounterMode(display=False) as dec:
+        model.decode(latents)
+    flops = model_flops(cfg)
+    assert (flops.encode_total, flops.decode_total) == (enc.get_total_flops(), dec.get_total_flops())
+
+
+def test_release_is_about_two_teraflop_per_encode_decode():
+    assert model_flops(PRESETS["release"]).total == pytest.approx(2.0e12, rel=0.01)
+
+
+def test_x264_matches_a_byte_target_within_five_percent(sample_video):
+    first, _ = encode_at_bytes(sample_video, 10_000, "libx264")  # any size this clip can reach
+    target = int(first.bytes * 0.8)
+    stream, search = encode_at_bytes(sample_video, target, "libx264")
+    assert search["matched"] and abs(stream.bytes / target - 1) <= 0.05
+    assert search["bytes"] == stream.bytes and search["encodes"] >= 1
+    assert sum(1 for _ in decode_stream(stream)) == 17
+
+
+SPEED_KEYS = {"precision", "clips", "encode_s", "decode_s", "total_s", "warmup_s", "compiled", "seconds_per_clip",
+              "frames_per_s", "gflop", "gflops_per_s", "matmul_peak_gflops_per_s", "ratio_to_peak", "peak_rss_mib",
+              "peak_cuda_mib", "vs_fp32"}
+HEADER_KEYS = {"schema", "mode", "model", "environment", "load_seconds", "flops_per_clip", "latent_values_per_clip",
+               "compression_rate", "latent_bytes_per_clip"}
+QUALITY_KEYS = {"frames", "psnr", "ssim", "lpips", "flicker_rmse", "clip_seam", "tile_seam", "per_clip"}
+
+
+def test_synthetic_bench_json(cli):
+    r = cli(["bench", "--synthetic", "--preset", "tiny", "--precision", "fp32", "--precision", "bf16",
+             "--repeat", "2", "--warmup", "0", "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    report = json.loads(r.text)
+    assert set(report) == HEADER_KEYS | {"speed"} and report["mode"] == "synthetic"
+    assert report["flops_per_clip"]["total"] == model_flops(PRESETS["tiny"]).total
+    fp32, bf16 = report["speed"]
+    assert set(fp32) == set(bf16) == SPEED_KEYS
+    assert (fp32["precision"], bf16["precision"]) == ("fp32", "bf16")
+    assert len(fp32["total_s"]["runs"]) == 2 and fp32["total_s"]["min"] <= fp32["total_s"]["median"]
+    assert fp32["vs_fp32"] is None and bf16["vs_fp32"]["psnr_db"] > 20
+    assert 0 < fp32["ratio_to_peak"]["best"] and fp32["peak_rss_mib"] > 0
+    assert set(report["latent_bytes_per_clip"]) == {"fp16", "bf16", "fp32", "int8"}
+
+
+def test_video_bench_json_and_plot(cli, sample_video, tmp_path):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "bench.png"
+    r = cli(["bench", sample_video, "--model", "tiny", "--lpips", "off", "--baseline", "libx264", "--rd",
+             "--plot", png, "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    report = json.loads(r.text)
+    assert set(report) == HEADER_KEYS | {"inputs"} and report["mode"] == "video"
+    (video,) = report["inputs"]
+    assert video["video"]["frames"] == 17 and video["video"]["tiles_per_clip"] == 4
+    assert set(video["rate"]) == {"fp16", "bf16", "fp32", "int8"}
+    assert video["rate"]["fp32"]["bytes"] > video["rate"]["fp16"]["bytes"] > video["rate"]["int8"]["bytes"]
+    (run,) = video["runs"]
+    assert set(run["quality"]) == QUALITY_KEYS and len(run["quality"]["psnr"]["per_frame"]) == 17
+    assert run["quality"]["tile_seam"] is not None and run["quality"]["clip_seam"] is not None
+    (x264,) = video["baselines"]
+    assert x264["codec"] == "libx264" and x264["target_bytes"] == video["rate"]["fp16"]["bytes"]
+    assert set(x264["quality"]) == QUALITY_KEYS
+    assert [p["latent_dtype"] for p in video["rd"]["vidtwin"]] == ["fp16", "bf16", "fp32", "int8"]
+    assert len(video["rd"]["libx264"]) >= 5
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--synthetic", "clip.mp4"], "or --synthetic"),
+        ([], "or --synthetic"),
+        (["--synthetic", "--precision", "fp8"], "fp8"),
+        (["--synthetic", "--preset", "tiny", "--model", "tiny"], "--preset"),
+        (["{video}", "--fit", "crop", "--lpips", "off"], "source size"),
+        (["{video}", "--baseline", "libx266"], "libx266"),
+        (["{video}", "--lpips", "squeeze"], "--lpips"),
+        (["missing.mp4", "--lpips", "off"], "no such file"),
+    ],
+    ids=["inputs-and-synthetic", "nothing", "bad-precision", "preset-and-model", "crop", "bad-baseline", "bad-lpips",
+         "missing-input"],
+)  # fmt: skip
+def test_bad_flags(cli, sample_video, args, message):
+    r = cli(["bench", *[str(sample_video) if a == "{video}" else a for a in args]])
+    assert r.exit_code == 2, r.stderr
+    assert message in r.stderr and r.stdout == b""
+
+
+def test_available_codecs_lists_x264():
+    assert "libx264" in available_codecs()

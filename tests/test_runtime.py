@@ -1,0 +1,65 @@
+"""ModelRunner precision: mixed bf16/fp16 (matmul weights cast once, fp32 elsewhere) and the NaN guard."""
+
+from __future__ import annotations
+
+import copy
+import math
+
+import pytest
+import torch
+from torch import nn
+
+from vidtwin_cli.runtime import MATMUL_LAYERS, ModelRunner
+
+
+def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
+    return 10 * math.log10(4 / float((a.double() - b.double()).pow(2).mean()))
+
+
+def clips(cfg, n: int = 2) -> torch.Tensor:
+    return torch.rand(n, *cfg.clip_shape, generator=torch.Generator().manual_seed(1)) * 2 - 1
+
+
+def test_bf16_casts_matmul_weights_once_and_keeps_the_rest_fp32(tiny_model):
+    runner = ModelRunner(copy.deepcopy(tiny_model), torch.device("cpu"), torch.bfloat16)
+    for name, p in runner.model.named_parameters():
+        owner = runner.model.get_submodule(name.rpartition(".")[0]) if "." in name else runner.model
+        expected = torch.bfloat16 if isinstance(owner, MATMUL_LAYERS) else torch.float32
+        assert p.dtype == expected, name
+    assert runner.model.encoder.blocks[0].scale_shift_table.dtype == torch.float32
+
+
+def test_bf16_stays_close_to_fp32(tiny_model):
+    cpu = torch.device("cpu")
+    fp32 = ModelRunner(copy.deepcopy(tiny_model), cpu, torch.float32)
+    bf16 = ModelRunner(copy.deepcopy(tiny_model), cpu, torch.bfloat16, batch_size=1)
+    x = clips(tiny_model.config)
+    lat32, lat16 = fp32.encode(x), bf16.encode(x)
+    assert lat16.structure.dtype == torch.float32  # outputs are float32 whatever runs inside
+    torch.testing.assert_close(lat16.structure, lat32.structure, atol=0.05, rtol=0)
+    out32, out16 = fp32.decode(lat32), bf16.decode(lat32)
+    assert out16.dtype == torch.float32 and psnr(out16, out32) > 40
+
+
+def test_fp32_runner_is_the_plain_model(tiny_model):
+    x = clips(tiny_model.config, 1)
+    runner = ModelRunner(copy.deepcopy(tiny_model), torch.device("cpu"), torch.float32)
+    with torch.no_grad():
+        expected = tiny_model.decode(tiny_model.encode(x)).clamp(-1, 1)
+    torch.testing.assert_close(runner.decode(runner.encode(x)), expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_fp16_overflow_is_recomputed_in_fp32_with_a_warning(tiny_model):
+    model = copy.deepcopy(tiny_model)
+    with torch.no_grad():
+        model.decoder.final_layer.linear.weight.mul_(3e4)  # outputs beyond fp16's 65504, fine in fp32
+    reference = ModelRunner(copy.deepcopy(model), torch.device("cuda"), torch.float32)
+    warnings: list[str] = []
+    runner = ModelRunner(model, torch.device("cuda"), torch.float16, warn=warnings.append)
+    latents = reference.encode(clips(tiny_model.config, 1))
+    out = runner.decode(latents)
+    assert warnings and "recomputing this chunk in fp32" in warnings[0]
+    torch.testing.assert_close(out, reference.decode(latents), atol=1e-5, rtol=0)
+    assert all(m.weight.dtype == torch.float16 for m in runner.model.modules() if isinstance(m, nn.Linear))

@@ -1,0 +1,266 @@
+"""Benchmark on a real video: the codec pipeline end to end, its rate per latent dtype, quality at
+source size, speed and memory per precision, and x264/x265 at the same bytes (docs/bench.md).
+
+Encoding goes through `pipeline.encode_video` (latents stored as fp32, then re-stored in each latent
+dtype without running the model again); decoding runs the session's model clip by clip on the
+stored latents, as `pipeline.decode_vtw` does, but keeps the frames in memory for the metrics
+instead of writing a video file.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import logging
+import time
+from collections.abc import Callable, Iterable, Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .baseline import available_codecs, decode_stream, encode_at_bytes, encode_frames
+from .bench import PeakMemory, report_header, synthetic_clips
+from .container import describe_vtw, open_vtw, read_vtw, write_vtw
+from .container_header import LATENT_DTYPES
+from .errors import RuntimeFailure, UsageError
+from .metrics import VideoQuality, json_ready
+from .pipeline import encode_video
+from .runtime import ModelRunner
+from .session import ModelSession
+from .tiling import tiles_to_frames
+from .video_io import VideoReader
+
+log = logging.getLogger(__name__)
+
+ProgressCallback = Callable[[int], None]
+RD_CRFS = (18, 23, 28, 33, 38, 43, 48)
+
+
+@dataclass(frozen=True)
+class VideoBenchOptions:
+    """What to measure on each input video."""
+
+    fit: str = "tile"
+    dtype: str = "fp16"  # latent storage whose decode is measured (and whose size the baselines match)
+    repeat: int = 1  # timed encode+decode runs per precision; quality is measured on the first
+    batch_size: int = 1
+    baselines: tuple[str, ...] = ("libx264", "libx265")  # those this PyAV build lacks are skipped
+    tolerance: float = 0.05  # baseline size within ±5 % of the .vtw
+    rd: bool = False  # also sweep rates (every latent dtype; baseline CRFs in RD_CRFS)
+    lpips: nn.Module | None = None
+    lpips_every: int = 1
+
+    def __post_init__(self) -> None:
+        if self.fit == "crop":
+            raise UsageError("bench compares at source size; --fit crop changes the frame, use tile or resize")
+        if self.dtype not in LATENT_DTYPES:
+            raise UsageError(f"--dtype must be one of {', '.join(LATENT_DTYPES)}")
+        if self.repeat < 1:
+            raise UsageError("--repeat must be >= 1")
+
+
+def compare(src: Path | str, decoded: Iterable[np.ndarray], quality: VideoQuality) -> dict:
+    """Feed (source frame, decoded frame) pairs of `src` into `quality`; returns its report."""
+    with VideoReader(src) as source:
+        try:
+            for ref, out in zip(source, decoded, strict=True):
+                quality.add(ref, out)
+        except ValueError as e:
+            raise RuntimeFailure(f"{src}: decoded frames do not line up with the source ({e})") from e
+    return quality.result()
+
+
+def decoded_frames(path: Path, runner: ModelRunner, seconds: list[float]) -> Iterator[np.ndarray]:
+    """Frames of a .vtw decoded clip by clip (padded tail trimmed); model + untiling time adds to seconds[0]."""
+    with open_vtw(path) as reader:
+        geometry, left = reader.header.geometry, reader.header.video.frame_count
+        for latents in reader.iter_clips():
+            start = time.perf_counter()
+            frames = tiles_to_frames(runner.decode(latents), geometry)
+            seconds[0] += time.perf_counter() - start
+            keep = min(len(frames), left)
+            left -= keep
+            yield from frames[:keep]
+
+
+def restore(src: Path, dst: Path, dtype: str) -> int:
+    """Re-store the latents of `src` in another latent dtype; returns the new file's bytes."""
+    vtw = read_vtw(src)
+    return write_vtw(dst, dataclasses.replace(vtw, header=dataclasses.replace(vtw.header, dtype=dtype)))
+
+
+def _quality(cfg_frames: int, tile: int | None, options: VideoBenchOptions, device: torch.device) -> VideoQuality:
+    return VideoQuality(cfg_frames, tile, options.lpips, options.lpips_every, device=device)
+
+
+def _warm_up(runner: ModelRunner) -> None:
+    """One synthetic clip through encode and decode, so first-call costs stay out of the timings."""
+    runner.decode(runner.encode(synthetic_clips(runner.config.clip_shape)))
+
+
+def bench_video(
+    src: Path,
+    sessions: dict[str, ModelSession],
+    workdir: Path,
+    options: VideoBenchOptions,
+    progress: ProgressCallback | None = None,
+) -> dict:
+    """Benchmark one video with one session per precision (precisions interleaved per repetition)."""
+    memory = PeakMemory(next(iter(sessions.values())).device)
+    runs: dict[str, dict] = {}
+    encode_s: dict[str, list[float]] = {p: [] for p in sessions}
+    decode_s: dict[str, list[float]] = {p: [] for p in sessions}
+    for p, session in sessions.items():
+        _warm_up(session.load()[1])
+    stem = Path(src).stem
+    for rep in range(options.repeat):
+        for p, session in sessions.items():
+            loaded, runner = session.load()
+            memory.reset()
+            stored = workdir / f"{stem}.{p}.fp32.vtw"
+            encode_s[p].append(encode_video(src, stored, session, fit=options.fit, dtype="fp32")["seconds"])
+            measured = workdir / f"{stem}.{p}.{options.dtype}.vtw"
+            restore(stored, measured, options.dtype)
+            seconds = [0.0]
+            frames = decoded_frames(measured, runner, seconds)
+            if rep == 0:
+                tile = loaded.config.image_size if options.fit == "tile" else None
+                runs[p] = {"quality": compare(src, frames, _quality(loaded.config.frames, tile, options, session.device))}
+            else:
+                for _ in frames:
+                    pass
+            decode_s[p].append(seconds[0])
+            runs[p]["peak_rss_mib"] = max(runs[p].get("peak_rss_mib", 0.0), memory.peak_rss_mib())
+            if session.device.type == "cuda":
+                runs[p]["peak_cuda_mib"] = max(runs[p].get("peak_cuda_mib", 0.0), memory.peak_cuda_mib())
+            if progress:
+                progress(1)
+    first = next(iter(sessions))
+    cfg = sessions[first].load()[0].config
+    reference = workdir / f"{stem}.{first}.fp32.vtw"
+    with open_vtw(reference) as reader:
+        header = reader.header
+    info, clips = header.video, header.clips
+    results = []
+    for p in sessions:
+        enc, dec = encode_s[p], decode_s[p]
+        results.append({
+            "precision": p,
+            "encode_s": {"min": min(enc), "median": float(np.median(enc)), "runs": enc},
+            "decode_s": {"min": min(dec), "median": float(np.median(dec)), "runs": dec},
+            "frames_per_s": {"encode": info.frame_count / float(np.median(enc)),
+                             "decode": info.frame_count / float(np.median(dec))},
+            "seconds_per_clip": {"encode": float(np.median(enc)) / clips, "decode": float(np.median(dec)) / clips},
+            **runs[p],
+        })  # fmt: skip
+    rate = _rates(reference, workdir, stem)
+    target = rate[options.dtype]["bytes"]
+    out = {
+        "input": str(src),
+        "video": {"width": info.width, "height": info.height, "fps": float(info.fps), "frames": info.frame_count,
+                  "duration_s": info.duration, "clips": clips, "tiles_per_clip": header.tiles_per_clip},
+        "fit": options.fit,
+        "latent_dtype": options.dtype,
+        "latent_values_per_clip": header.tiles_per_clip * cfg.latent_values,
+        "compression_rate": cfg.compression_rate,
+        "rate": rate,
+        "runs": results,
+        "baselines": [_baseline(src, codec, target, info.duration, cfg.frames, options, sessions[first].device, progress)
+                      for codec in options.baselines if codec in available_codecs()],
+    }  # fmt: skip
+    if options.rd:
+        out["rd"] = _rd_sweep(src, reference, workdir, stem, info.duration, sessions[first], options, progress)
+    return out
+
+
+def _kbps(nbytes: int, duration: float) -> float | None:
+    return nbytes * 8 / 1000 / duration if duration > 0 else None
+
+
+def _rates(reference: Path, workdir: Path, stem: str) -> dict:
+    """Bytes and bitrate of the same latents in every latent dtype."""
+    rate = {}
+    for dtype in LATENT_DTYPES:
+        path = workdir / f"{stem}.rate.{dtype}.vtw"
+        nbytes = restore(reference, path, dtype)
+        with open_vtw(path) as reader:
+            d = describe_vtw(reader.header, nbytes)
+        rate[dtype] = {"bytes": nbytes, "kbit_per_s": d["bitrate_bps"] / 1000 if d["bitrate_bps"] else None,
+                       "compression_vs_raw": d["compression_vs_raw"], "overhead_bytes": d["overhead_bytes"]}  # fmt: skip
+    return rate
+
+
+def _baseline(src: Path, codec: str, target: int, duration: float, clip_frames: int, options: VideoBenchOptions,
+              device: torch.device, progress: ProgressCallback | None) -> dict:  # fmt: skip
+    start = time.perf_counter()
+    stream, search = encode_at_bytes(src, target, codec, options.tolerance)
+    seconds = time.perf_counter() - start
+    quality = compare(src, decode_stream(stream), _quality(clip_frames, None, options, device))
+    if progress:
+        progress(1)
+    return {"codec": codec, **search, "pix_fmt": stream.pix_fmt, "kbit_per_s": _kbps(stream.bytes, duration),
+            "search_seconds": seconds, "quality": quality}  # fmt: skip
+
+
+def _rd_sweep(src: Path, reference: Path, workdir: Path, stem: str, duration: float, session: ModelSession,
+              options: VideoBenchOptions, progress: ProgressCallback | None) -> dict:  # fmt: skip
+    """Rate–distortion points: VidTwin in every latent dtype, baselines over RD_CRFS."""
+    loaded, runner = session.load()
+    cfg = loaded.config
+    tile = cfg.image_size if options.fit == "tile" else None
+
+    def point(nbytes: int, quality: dict, **extra: object) -> dict:
+        lp = quality["lpips"]["mean"] if quality["lpips"] else None
+        return {**extra, "bytes": nbytes, "kbit_per_s": _kbps(nbytes, duration), "psnr": quality["psnr"]["pooled"],
+                "ssim": quality["ssim"]["mean"], "lpips": lp}  # fmt: skip
+
+    curves = {"vidtwin": []}
+    for dtype in LATENT_DTYPES:
+        path = workdir / f"{stem}.rd.{dtype}.vtw"
+        nbytes = restore(reference, path, dtype)
+        q = compare(src, decoded_frames(path, runner, [0.0]), _quality(cfg.frames, tile, options, session.device))
+        curves["vidtwin"].append(point(nbytes, q, latent_dtype=dtype))
+        if progress:
+            progress(1)
+    for codec in options.baselines:
+        if codec not in available_codecs():
+            continue
+        curves[codec] = []
+        for crf in RD_CRFS:
+            with VideoReader(src) as video:
+                stream = encode_frames(video, video.fps, codec, float(crf))
+            q = compare(src, decode_stream(stream), _quality(cfg.frames, None, options, session.device))
+            curves[codec].append(point(stream.bytes, q, crf=crf))
+            if progress:
+                progress(1)
+    return curves
+
+
+def video_steps(options: VideoBenchOptions, precisions: int) -> int:
+    """Progress steps `bench_video` reports for one input (for a progress total)."""
+    codecs = len([c for c in options.baselines if c in available_codecs()])
+    return options.repeat * precisions + codecs + (len(LATENT_DTYPES) + codecs * len(RD_CRFS) if options.rd else 0)
+
+
+def run_videos(
+    inputs: list[Path],
+    spec: str | None,
+    device: str,
+    precisions: list[str],
+    options: VideoBenchOptions,
+    workdir: Path,
+    progress: ProgressCallback | None = None,
+    warn: Callable[[str], None] | None = None,
+) -> dict:
+    """The report for real videos: one session per precision, loaded (and timed) once for all inputs."""
+    sessions = {p: ModelSession(spec, device, p, options.batch_size, warn or log.warning) for p in precisions}
+    load_seconds = {}
+    for p, session in sessions.items():
+        start = time.perf_counter()
+        session.load()
+        load_seconds[p] = time.perf_counter() - start
+    first = next(iter(sessions.values()))
+    header = report_header("video", first.load()[0], first.device, load_seconds)
+    return json_ready({**header, "inputs": [bench_video(src, sessions, workdir, options, progress) for src in inputs]})

@@ -1,0 +1,233 @@
+"""`vidtwin batch encode|decode|bench`: whole folders or lists of files, resumable, on local workers or Ray."""
+
+from __future__ import annotations
+
+import time
+from fractions import Fraction
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..baseline import BASELINE_CODECS
+from ..batch.bench_job import LPIPS_OFF, BenchSettings
+from ..batch.inputs import parse_shard, plan
+from ..batch.jobs import DecodeSettings, EncodeSettings, Settings, WorkerSpec
+from ..batch.local import LocalPool
+from ..batch.manifest import JobLog, JobRecord
+from ..batch.ray_backend import RayPool
+from ..batch.runner import BatchSummary, Terminated, plan_local, plan_ray, run_batch, sigterm_raises
+from ..bench_video import VideoBenchOptions
+from ..console import err_console, print_json, progress_bar
+from ..container_header import LATENT_DTYPES
+from ..errors import RuntimeFailure, UsageError
+from ..pipeline import VideoOutput
+from ..video_info import FIT_MODES, VideoInfo
+from ..video_io import VideoWriter
+from .decode import ONLY
+from .options import (
+    BatchOption, CodecOption, CrfOption, DeviceOption, JsonOption, ModelOption, PrecisionOption, QuietOption,
+)  # fmt: skip
+
+SIGTERM_EXIT = 143  # 128 + SIGTERM, what shells report for a process ended by `kill`
+
+app = typer.Typer(no_args_is_help=True, help="Many files at once: resumable jobs on local worker processes or Ray.")
+
+SrcArgument = Annotated[Path, typer.Argument(
+    metavar="SRC", help="Folder (searched recursively) or a list of paths (.txt, .csv, .jsonl).")]
+OutDirOption = Annotated[Path, typer.Option(
+    "--out-dir", "-o", metavar="OUT_DIR", help="Outputs go here, mirroring the input tree.")]
+ManifestOption = Annotated[Path | None, typer.Option(
+    "--manifest", help="Job state (JSON lines); default OUT_DIR/batch-<command>[-<i>of<N>].jsonl.")]
+GlobOption = Annotated[list[str] | None, typer.Option(
+    "--glob", help="Pattern for files in a SRC folder, repeatable (default: common video / *.vtw).")]
+RootOption = Annotated[Path | None, typer.Option(
+    "--root", help="For a list SRC: the folder whose tree OUT_DIR mirrors (default: the list's folder).")]
+ShardOption = Annotated[str | None, typer.Option(
+    "--shard", metavar="i/N", help="Only shard i of N (stable hash of each path), for job arrays.")]
+WorkersOption = Annotated[int | None, typer.Option(
+    "--workers", "-j", min=1, help="Worker processes / Ray actors (default: 1 on CPU, one per GPU; Ray: fill it).")]
+ThreadsOption = Annotated[int | None, typer.Option(
+    "--threads", min=1, help="Torch threads per worker (default: cores / workers; Ray: 2).")]
+RayOption = Annotated[str | None, typer.Option(
+    "--ray", metavar="ADDRESS", help="Run on Ray: 'local' starts it here; 'auto', HOST:PORT or ray://HOST:PORT joins.")]
+ForceOption = Annotated[bool, typer.Option("--force", help="Redo every file, even those already done.")]
+
+RAY_THREADS = 2  # CPUs per Ray actor unless --threads says otherwise
+NO_BASELINE = "none"
+LPIPS_NETS = ("alex", "vgg", LPIPS_OFF)
+PREFLIGHT_VIDEO = VideoInfo(16, 16, Fraction(25), Fraction(1, 25), 1, 0.04)
+
+
+def _run(settings: Settings, src: Path, out_dir: Path, manifest: Path | None, patterns: list[str] | None,
+         root: Path | None, shard: str | None, workers: int | None, threads: int | None, ray: str | None, force: bool,
+         model: str | None, device: str, precisions: list[str], batch_size: int, json_out: bool,
+         quiet: bool) -> None:  # fmt: skip
+    """Shared body of every batch command: plan, run with a progress bar, report."""
+    precision = precisions[0]  # the workers' session; bench adds one per further precision
+    kind, err = settings.kind, err_console()
+
+    def warn(message: str) -> None:
+        err.print(f"warning: {message}", markup=False, soft_wrap=True)
+
+    index, count = parse_shard(shard) if shard else (0, 1)
+    pairs = plan(src, out_dir, settings.suffix, patterns or settings.patterns, root, (index, count))
+    if ray is None:
+        devices, threads = plan_local(device, precisions, workers, threads)
+        spec = WorkerSpec(settings, model, device, precision, batch_size, threads)
+        backend: LocalPool | RayPool = LocalPool(spec, devices)
+    else:
+        gpu = plan_ray(device, precisions)
+        spec = WorkerSpec(settings, model, device, precision, batch_size, threads or RAY_THREADS)
+        backend = RayPool(spec, ray, workers, gpu, warn)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    manifest = manifest or out_dir / f"batch-{kind}{f'-{index}of{count}' if shard else ''}.jsonl"
+
+    try:
+        with sigterm_raises(), JobLog(manifest, warn) as log, progress_bar(err, quiet, unit="files") as bars:
+            task = bars.add_task(kind, total=len(pairs))
+            started, frames = time.perf_counter(), 0
+
+            def on_frames(n: int) -> None:
+                nonlocal frames
+                frames += n
+                bars.update(task, description=f"{kind} {frames / (time.perf_counter() - started):.1f} frames/s")
+
+            def on_file(record: JobRecord, state: str) -> None:
+                bars.advance(task)
+                if state == "failed" and not quiet:
+                    err.print(f"failed: {record.error}", markup=False, soft_wrap=True)
+
+            summary = run_batch(pairs, spec, backend, log, force=force, on_file=on_file, on_frames=on_frames,
+                                warn=warn)  # fmt: skip
+    except Terminated:
+        err.print("terminated; rerun the same command to resume", markup=False)
+        raise typer.Exit(SIGTERM_EXIT) from None
+    facts = {"backend": "ray" if ray else "local", "threads_per_worker": spec.threads, "manifest": str(manifest)}
+    _report(summary, facts, json_out, quiet)
+
+
+def _report(summary: BatchSummary, extra: dict, json_out: bool, quiet: bool) -> None:
+    result, manifest = {**summary.to_dict(), **extra}, extra["manifest"]
+    if json_out:
+        print_json(result)
+    elif not quiet:
+        ratio = f" ({result['compression_ratio']:.1f}x)" if result["compression_ratio"] else ""
+        err_console().print(
+            f"{summary.command}: {summary.ok} done, {summary.skipped} skipped, {summary.failed} failed of "
+            f"{summary.files} files; {summary.input_bytes:,} -> {summary.output_bytes:,} bytes{ratio}; "
+            f"{summary.wall_s:.1f} s; manifest {manifest}", markup=False, soft_wrap=True)  # fmt: skip
+    if summary.failed:
+        raise RuntimeFailure(f"{summary.failed} of {summary.files} files failed (errors in {manifest}); "
+                             "rerun the same command to retry them")  # fmt: skip
+
+
+@app.command("encode")
+def encode(
+    src: SrcArgument,
+    out_dir: OutDirOption,
+    manifest: ManifestOption = None,
+    glob: GlobOption = None,
+    root: RootOption = None,
+    shard: ShardOption = None,
+    workers: WorkersOption = None,
+    threads: ThreadsOption = None,
+    ray: RayOption = None,
+    force: ForceOption = False,
+    model: ModelOption = None,
+    device: DeviceOption = "cpu",
+    precision: PrecisionOption = "fp32",
+    batch_size: BatchOption = 8,
+    fit: Annotated[str, typer.Option("--fit", help="tile (exact size), resize, or crop (official centre crop).")] = "tile",
+    dtype: Annotated[str, typer.Option("--dtype", help="Latent storage: fp16, bf16, fp32 or int8.")] = "fp16",
+    sample: Annotated[bool, typer.Option("--sample", help="Store posterior samples instead of means.")] = False,
+    seed: Annotated[int | None, typer.Option("--seed", help="Seed for --sample.")] = None,
+    json_out: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Encode every video under SRC to OUT_DIR/<same path>.vtw; rerun to resume."""
+    if fit not in FIT_MODES:
+        raise UsageError(f"--fit must be one of {', '.join(FIT_MODES)}")
+    if dtype not in LATENT_DTYPES:
+        raise UsageError(f"--dtype must be one of {', '.join(LATENT_DTYPES)}")
+    if seed is not None and not sample:
+        raise UsageError("--seed only applies with --sample")
+    _run(EncodeSettings(fit, dtype, sample, seed), src, out_dir, manifest, glob, root, shard, workers, threads, ray,
+         force, model, device, [precision], batch_size, json_out, quiet)  # fmt: skip
+
+
+@app.command("decode")
+def decode(
+    src: SrcArgument,
+    out_dir: OutDirOption,
+    manifest: ManifestOption = None,
+    glob: GlobOption = None,
+    root: RootOption = None,
+    shard: ShardOption = None,
+    workers: WorkersOption = None,
+    threads: ThreadsOption = None,
+    ray: RayOption = None,
+    force: ForceOption = False,
+    model: ModelOption = None,
+    device: DeviceOption = "cpu",
+    precision: PrecisionOption = "fp32",
+    batch_size: BatchOption = 8,
+    only: Annotated[str | None, typer.Option("--only", help="Decode one latent alone: structure or dynamics.")] = None,
+    codec: CodecOption = "libx264",
+    crf: CrfOption = None,
+    ext: Annotated[str, typer.Option("--ext", help="Output container, by file extension (mp4, mkv, mov, webm).")] = "mp4",
+    force_model: Annotated[bool, typer.Option("--force-model", help="Decode files made with other weights than --model (warns).")] = False,
+    json_out: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Decode every .vtw under SRC to OUT_DIR/<same path>.<ext>; rerun to resume."""
+    if only is not None and only not in ONLY:
+        raise UsageError(f"--only must be one of {', '.join(ONLY)}")
+    if not ext.isalnum():
+        raise UsageError(f"--ext {ext!r} must be a bare extension such as mp4 or mkv")
+    settings = DecodeSettings(only, VideoOutput(codec, crf), force_model, suffix=f".{ext.lower()}")
+    # A bad --codec/--crf must stop the batch before it starts, not fail every file: a writer that is
+    # built but never opened checks exactly those flags and touches no file.
+    VideoWriter(out_dir / f"check{settings.suffix}", PREFLIGHT_VIDEO, 16, 16, codec, crf)
+    _run(settings, src, out_dir, manifest, glob, root, shard, workers, threads, ray, force, model, device, [precision],
+         batch_size, json_out, quiet)  # fmt: skip
+
+
+@app.command("bench")
+def bench(
+    src: SrcArgument,
+    out_dir: OutDirOption,
+    manifest: ManifestOption = None,
+    glob: GlobOption = None,
+    root: RootOption = None,
+    shard: ShardOption = None,
+    workers: WorkersOption = None,
+    threads: ThreadsOption = None,
+    ray: RayOption = None,
+    force: ForceOption = False,
+    model: ModelOption = None,
+    device: DeviceOption = "cpu",
+    precision: Annotated[list[str] | None, typer.Option(
+        "--precision", help="fp32, bf16, fp16 (CUDA); repeatable.")] = None,
+    batch_size: BatchOption = 1,
+    fit: Annotated[str, typer.Option("--fit", help="tile or resize (quality is measured at source size).")] = "tile",
+    dtype: Annotated[str, typer.Option("--dtype", help="Latent storage measured: fp16, bf16, fp32 or int8.")] = "fp16",
+    repeat: Annotated[int, typer.Option("--repeat", min=1, help="Timed runs per precision.")] = 1,
+    baseline: Annotated[list[str] | None, typer.Option("--baseline", help="libx264, libx265, or none; repeatable.")] = None,
+    lpips: Annotated[str, typer.Option("--lpips", help="LPIPS net: alex, vgg, or off.")] = "alex",
+    lpips_every: Annotated[int, typer.Option("--lpips-every", min=1, help="LPIPS on every n-th frame.")] = 1,
+    rd: Annotated[bool, typer.Option("--rd", help="Sweep rates: every latent dtype and baseline CRFs.")] = False,
+    json_out: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Benchmark every video under SRC: OUT_DIR/<same path>.bench.json, as `vidtwin bench VIDEO --json`."""
+    baselines = tuple(BASELINE_CODECS) if baseline is None else tuple(b for b in baseline if b != NO_BASELINE)
+    if unknown := [b for b in baselines if b not in BASELINE_CODECS]:
+        raise UsageError(f"--baseline {unknown[0]!r} is not one of {', '.join([*BASELINE_CODECS, NO_BASELINE])}")
+    if lpips not in LPIPS_NETS:
+        raise UsageError(f"--lpips must be one of {', '.join(LPIPS_NETS)}")
+    VideoBenchOptions(fit, dtype, repeat)  # checks --fit / --dtype / --repeat as `vidtwin bench` does
+    precisions = list(dict.fromkeys(precision or ["fp32"]))
+    settings = BenchSettings(tuple(precisions), fit, dtype, repeat, baselines, rd, lpips, lpips_every)
+    _run(settings, src, out_dir, manifest, glob, root, shard, workers, threads, ray, force, model, device, precisions,
+         batch_size, json_out, quiet)  # fmt: skip

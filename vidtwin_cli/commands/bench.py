@@ -1,0 +1,128 @@
+"""`vidtwin bench`: quality, rate, speed and memory, side by side with x264/x265 (docs/bench.md)."""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+from typing import Annotated
+
+import torch
+import typer
+from rich.table import Table
+
+from ..baseline import BASELINE_CODECS
+from ..bench import run_synthetic
+from ..bench_video import VideoBenchOptions, run_videos, video_steps
+from ..console import TaskProgress, err_console, print_json, progress_bar
+from ..errors import UsageError
+from ..lpips_weights import load_lpips
+from ..plotting import plot_report, require_matplotlib
+from ..runtime import PRECISIONS, resolve_device
+from .options import BatchOption, DeviceOption, JsonOption, ModelOption, QuietOption
+
+LPIPS_NETS = ("alex", "vgg", "off")
+
+
+def command(
+    inputs: Annotated[list[Path] | None, typer.Argument(help="Video files to benchmark (none with --synthetic).")] = None,
+    model: ModelOption = None,
+    preset: Annotated[str | None, typer.Option("--preset", help="With --synthetic: a preset, random weights.")] = None,
+    synthetic: Annotated[bool, typer.Option("--synthetic", help="Time the model on generated clips; no video.")] = False,
+    device: DeviceOption = "cpu",
+    precision: Annotated[list[str] | None, typer.Option("--precision", help="fp32, bf16, fp16 (CUDA); repeatable.")] = None,
+    repeat: Annotated[int | None, typer.Option("--repeat", min=1, help="Timed runs per precision (3 synthetic, 1 video).")] = None,
+    warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed runs first (synthetic).")] = 1,
+    clips: Annotated[int, typer.Option("--clips", min=1, help="Clips per synthetic run.")] = 1,
+    threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for torch.")] = None,
+    compile: Annotated[bool, typer.Option("--compile", help="With --synthetic: torch.compile the ST blocks.")] = False,
+    batch_size: BatchOption = 1,
+    fit: Annotated[str, typer.Option("--fit", help="tile or resize (quality is measured at source size).")] = "tile",
+    dtype: Annotated[str, typer.Option("--dtype", help="Latent storage measured: fp16, bf16, fp32 or int8.")] = "fp16",
+    baseline: Annotated[list[str] | None, typer.Option("--baseline", help="libx264, libx265; repeatable.")] = None,
+    lpips: Annotated[str, typer.Option("--lpips", help="LPIPS net: alex, vgg, or off.")] = "alex",
+    lpips_every: Annotated[int, typer.Option("--lpips-every", min=1, help="LPIPS on every n-th frame.")] = 1,
+    rd: Annotated[bool, typer.Option("--rd", help="Sweep rates: every latent dtype and baseline CRFs.")] = False,
+    plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG of the results (needs matplotlib).")] = None,
+    json_out: JsonOption = False,
+    quiet: QuietOption = False,
+) -> None:
+    """Measure quality, rate, speed and memory of the model, and x264/x265 at the same size."""
+    precisions = precision or ["fp32"]
+    if unknown := [p for p in precisions if p not in PRECISIONS]:
+        raise UsageError(f"--precision {unknown[0]!r} is not one of {', '.join(PRECISIONS)}")
+    if synthetic == bool(inputs):
+        raise UsageError("give video inputs, or --synthetic without inputs")
+    if preset and (model or not synthetic):
+        raise UsageError("--preset goes with --synthetic and replaces --model")
+    if compile and not synthetic:
+        raise UsageError("--compile goes with --synthetic")
+    if unknown := [b for b in baseline or [] if b not in BASELINE_CODECS]:
+        raise UsageError(f"--baseline {unknown[0]!r} is not one of {', '.join(BASELINE_CODECS)}")
+    if lpips not in LPIPS_NETS:
+        raise UsageError(f"--lpips must be one of {', '.join(LPIPS_NETS)}")
+    if plot is not None:
+        require_matplotlib()
+    if threads:
+        torch.set_num_threads(threads)
+    dev = resolve_device(device)
+    err = err_console()
+
+    def warn(message: str) -> None:
+        err.print(f"warning: {message}", markup=False)
+
+    with progress_bar(err, quiet, unit="steps") as bars:
+        task = TaskProgress(bars, "bench")
+        if synthetic:
+            task.start((warmup + (repeat or 3)) * len(precisions))
+            report = run_synthetic(preset or model, dev, precisions, clips, warmup, repeat or 3, batch_size, task.advance,
+                                   warn, compile)
+        else:
+            options = VideoBenchOptions(fit, dtype, repeat or 1, batch_size, tuple(baseline or BASELINE_CODECS), rd=rd,
+                                        lpips=None if lpips == "off" else load_lpips(lpips).to(dev), lpips_every=lpips_every)
+            task.start(video_steps(options, len(precisions)) * len(inputs))
+            with tempfile.TemporaryDirectory(prefix="vidtwin-bench-") as work:
+                report = run_videos(inputs, model, device, precisions, options, Path(work), task.advance, warn)
+    if plot is not None:
+        plot_report(report, plot)
+    if json_out:
+        print_json(report)
+    if not quiet:
+        for table in tables(report):
+            err.print(table)
+
+
+def _f(x: object, spec: str = ".2f") -> str:
+    return format(x, spec) if isinstance(x, (int, float)) else str(x if x is not None else "-")
+
+
+def tables(report: dict) -> list[Table]:
+    """Rich tables of a report (medians; min and every run are in the JSON): speed, then per video
+    quality and size codec by codec."""
+    speed = Table(title=f"speed: {report['model']['spec']} on {report['environment']['device']} (median s)")
+    for col in ("precision", "encode", "decode", "frames/s", "GFLOP/s", "of peak", "RSS MiB", "vs fp32 dB"):
+        speed.add_column(col, justify="right")
+    for r in report.get("speed", []):
+        vs = r["vs_fp32"]
+        speed.add_row(r["precision"], _f(r["encode_s"]["median"], ".3g"), _f(r["decode_s"]["median"], ".3g"),
+                      _f(r["frames_per_s"]["total"], ".3g"), _f(r["gflops_per_s"]["median"], ".1f"),
+                      _f(r["ratio_to_peak"]["median"], ".0%"), _f(r["peak_rss_mib"], ".0f"), _f(vs and vs["psnr_db"]))  # fmt: skip
+    out = [speed]
+    for video in report.get("inputs", []):
+        for r in video["runs"]:
+            speed.add_row(r["precision"], _f(r["encode_s"]["median"], ".3g"), _f(r["decode_s"]["median"], ".3g"),
+                          f"{r['frames_per_s']['encode']:.3g}/{r['frames_per_s']['decode']:.3g}", "-", "-",
+                          _f(r["peak_rss_mib"], ".0f"), "-")  # fmt: skip
+        v = video["video"]
+        quality = Table(title=f"{Path(video['input']).name}: {v['width']}x{v['height']}, {v['frames']} frames, "
+                              f"latents {video['latent_dtype']}")  # fmt: skip
+        for col in ("codec", "bytes", "kbit/s", "PSNR", "SSIM", "LPIPS", "flicker", "clip seam", "tile seam"):
+            quality.add_column(col, justify="right")
+        rate = video["rate"][video["latent_dtype"]]
+        rows = [(f"vidtwin {r['precision']}", rate["bytes"], rate["kbit_per_s"], r["quality"]) for r in video["runs"]]
+        rows += [(b["codec"], b["bytes"], b["kbit_per_s"], b["quality"]) for b in video["baselines"]]
+        for name, nbytes, kbps, q in rows:
+            quality.add_row(name, f"{nbytes:,}", _f(kbps, ".0f"), _f(q["psnr"]["pooled"]), _f(q["ssim"]["mean"], ".3f"),
+                            _f(q["lpips"] and q["lpips"]["mean"], ".3f"), _f(q["flicker_rmse"], ".1f"),
+                            _f(q["clip_seam"] and q["clip_seam"]["ratio"]), _f(q["tile_seam"] and q["tile_seam"]["ratio"]))  # fmt: skip
+        out.append(quality)
+    return out

@@ -1,0 +1,63 @@
+"""`vidtwin generate`: sample videos of a class from a latent DiT (DDIM + classifier-free guidance)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from ..atomic import STDIO
+from ..console import err_console, print_json, progress_bar
+from ..dit_weights import resolve_dit
+from ..errors import ModelError, UsageError
+from ..generation import OUTPUT_FORMATS, SamplerSettings, check_autoencoder, output_paths, sample_latents, write_samples
+from ..pipeline import VideoOutput
+from ..session import ModelSession
+from .options import CodecOption, CrfOption, DeviceOption, JsonOption, QuietOption
+
+
+def command(
+    dit: Annotated[str, typer.Option("--dit", help="DiT file written by 'vidtwin train dit'.")],
+    class_name: Annotated[str, typer.Option("--class", "-c", help="Class name or id to generate.")],
+    output: Annotated[str, typer.Option("--output", "-o", help="OUT.vtw, OUT.mp4 (one sample), '-' (.vtw on stdout) or a folder.")],
+    num: Annotated[int, typer.Option("--num", "-n", help="Number of samples.")] = 1,
+    seed: Annotated[int, typer.Option("--seed", help="Noise seed: same seed + settings + device = same output.")] = 0,
+    steps: Annotated[int, typer.Option("--steps", help="DDIM steps (of the 1000-step schedule).")] = 50,
+    cfg: Annotated[float, typer.Option("--cfg", help="Classifier-free guidance scale (1 = none).")] = 5.0,
+    eta: Annotated[float, typer.Option("--eta", help="DDIM noise: 0 deterministic, 1 DDPM-like.")] = 0.0,
+    fmt: Annotated[str, typer.Option("--format", help=f"File type written into a folder: {', '.join(OUTPUT_FORMATS)}.")] = "mp4",
+    ae: Annotated[str | None, typer.Option("--ae", help="Autoencoder for decoding (default: the one the DiT records).")] = None,
+    device: DeviceOption = "auto",
+    codec: CodecOption = "libx264",
+    crf: CrfOption = None,
+    quiet: QuietOption = False,
+    json_out: JsonOption = False,
+) -> None:
+    """Generate NUM clips of one class as .vtw latents or decoded videos."""
+    if json_out and output == STDIO:
+        raise UsageError("--json and -o - both want stdout; write to a file or a folder")
+    settings = SamplerSettings(steps, eta, cfg, seed)
+    loaded = resolve_dit(dit)
+    if loaded.autoencoder is None:
+        raise ModelError(f"DiT {dit!r} is an untrained preset; train one with 'vidtwin train dit'")
+    class_id = loaded.class_id(class_name)
+    paths, kind = output_paths(output, num, loaded.classes[class_id], fmt)
+    session = ModelSession(ae or loaded.autoencoder.spec, device)
+    if kind == "video" or ae is not None:  # a .vtw needs no autoencoder, but a named one is checked
+        check_autoencoder(loaded, session.load()[0])
+    err = err_console()
+    with progress_bar(err, quiet, unit="steps") as bar:
+        task = bar.add_task("sampling", total=settings.steps)
+        latents = sample_latents(loaded, class_id, num, settings, session.device, lambda n: bar.advance(task, n))
+        task = bar.add_task("writing", total=num)
+        written = write_samples(loaded, latents, class_id, settings, paths, kind, session, VideoOutput(codec, crf),
+                                lambda n: bar.advance(task, n))  # fmt: skip
+    result = {"dit": loaded.spec, "dit_sha256": loaded.sha256, "class": loaded.classes[class_id], "class_id": class_id,
+              "num": num, "seed": seed, "steps": steps, "cfg": cfg, "eta": eta, "device": str(session.device),
+              "format": kind, "outputs": written}  # fmt: skip
+    if json_out:
+        print_json(result)
+    elif not quiet:
+        where = output if num == 1 else f"{Path(output)}/"
+        err.print(f"generated {num} × {result['class']} ({kind}) -> {where}", markup=False)

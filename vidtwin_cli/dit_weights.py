@@ -1,0 +1,166 @@
+"""Latent DiT model files: weights, config, class names and the autoencoder they were trained for.
+
+A DiT file is a safetensors file (format `vidtwin-dit`): the state dict (normalisation
+statistics included) plus string metadata: the `DiTConfig`, the class names, the AE's spec,
+config and weights sha256, and the frame rate of the training videos. `--dit` accepts such a
+file or a preset name (random init, seeded: good for `info` and smoke tests only).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from models import VidTwinConfig
+from models.dit import DIT_PRESETS, DiTConfig, LatentDiT
+
+from .atomic import atomic_path
+from .errors import InputError, ModelError, UsageError
+from .weights import PRESET_SEED, tensors_sha256
+
+DIT_FORMAT = "vidtwin-dit"
+DEFAULT_FPS = Fraction(8)  # frame rate of generated video when the DiT file records none
+
+
+@dataclass(frozen=True)
+class AutoencoderRef:
+    """The autoencoder whose latents a DiT models."""
+
+    spec: str  # as given to `train dit --ae`
+    weights_sha256: str
+    config: VidTwinConfig
+
+
+@dataclass
+class LoadedDiT:
+    """A ready DiT (eval mode, fp32, CPU) and what it was trained on."""
+
+    model: LatentDiT
+    spec: str
+    source: str  # "preset" or "file"
+    classes: tuple[str, ...]  # class id -> name
+    autoencoder: AutoencoderRef | None  # None for a preset
+    fps: Fraction = DEFAULT_FPS
+    path: Path | None = None
+    metadata: dict[str, str] | None = None
+    _sha256: str | None = None
+
+    @property
+    def config(self) -> DiTConfig:
+        return self.model.config
+
+    @property
+    def sha256(self) -> str:
+        if self._sha256 is None:
+            self._sha256 = tensors_sha256(self.model.state_dict())
+        return self._sha256
+
+    def class_id(self, name_or_id: str) -> int:
+        """A class given by name or by number -> its id; UsageError for an unknown one."""
+        if name_or_id in self.classes:
+            return self.classes.index(name_or_id)
+        if name_or_id.isdigit() and int(name_or_id) < len(self.classes):
+            return int(name_or_id)
+        raise UsageError(f"unknown class {name_or_id!r}: this DiT knows {', '.join(self.classes)} "
+                         f"(or ids 0..{len(self.classes) - 1})")
+
+
+def build_dit(config: DiTConfig, state_dict: dict[str, torch.Tensor] | None = None) -> LatentDiT:
+    """An eval-mode fp32 DiT; random init seeded with PRESET_SEED when no weights are given."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(PRESET_SEED)
+        model = LatentDiT(config)
+    if state_dict is not None:
+        own = model.state_dict()
+        missing, unexpected = sorted(set(own) - set(state_dict)), sorted(set(state_dict) - set(own))
+        if missing or unexpected:
+            raise ModelError(f"DiT weights do not fit the config: missing {missing[:5]}, unexpected {unexpected[:5]}")
+        wrong = [k for k, v in state_dict.items() if tuple(v.shape) != tuple(own[k].shape)]
+        if wrong:
+            raise ModelError(f"DiT weights have the wrong shape for {', '.join(wrong[:5])}")
+        model.load_state_dict({k: v.to(torch.float32) for k, v in state_dict.items()}, strict=True)
+    return model.eval()
+
+
+def save_dit(
+    path: Path,
+    model: LatentDiT,
+    classes: tuple[str, ...],
+    autoencoder: AutoencoderRef,
+    fps: Fraction = DEFAULT_FPS,
+    metadata: dict[str, str] | None = None,
+) -> str:
+    """Write a DiT file atomically; returns its weights sha256."""
+    if len(classes) != model.config.num_classes:
+        raise ValueError(f"{len(classes)} class names for a DiT of {model.config.num_classes} classes")
+    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
+    sha = tensors_sha256(tensors)
+    meta = {
+        **(metadata or {}),
+        "format": DIT_FORMAT,
+        "config": json.dumps(model.config.to_dict(), sort_keys=True),
+        "classes": json.dumps(list(classes)),
+        "autoencoder": json.dumps({"spec": autoencoder.spec, "weights_sha256": autoencoder.weights_sha256,
+                                   "config": autoencoder.config.to_dict()}, sort_keys=True),
+        "fps": json.dumps([fps.numerator, fps.denominator]),
+        "weights_sha256": sha,
+    }
+    with atomic_path(Path(path)) as tmp:
+        save_file(tensors, str(tmp), metadata=meta)
+    return sha
+
+
+def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
+    if not path.is_file():
+        raise InputError(f"{path}: no such DiT file")
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            meta = f.metadata() or {}
+        tensors = load_file(str(path))
+    except (SafetensorError, OSError, ValueError) as e:
+        raise InputError(f"{path}: not a readable safetensors file ({e})") from e
+    if meta.get("format") != DIT_FORMAT:
+        raise ModelError(f"{path}: not a vidtwin DiT file (metadata format={meta.get('format')!r}); "
+                         "train one with 'vidtwin train dit'")
+    return tensors, meta
+
+
+def load_dit_file(path: Path, spec: str | None = None) -> LoadedDiT:
+    """Read and check a DiT file."""
+    path = Path(path)
+    tensors, meta = _read(path)
+    try:
+        config = DiTConfig.from_dict(json.loads(meta["config"]))
+        classes = tuple(str(c) for c in json.loads(meta["classes"]))
+        ae = json.loads(meta["autoencoder"])
+        autoencoder = AutoencoderRef(str(ae["spec"]), str(ae["weights_sha256"]), VidTwinConfig.from_dict(ae["config"]))
+        num, den = json.loads(meta.get("fps", "[8, 1]"))
+        fps = Fraction(int(num), int(den))
+    except (KeyError, ValueError, TypeError, ZeroDivisionError) as e:
+        raise ModelError(f"{path}: bad DiT metadata ({e})") from e
+    if len(classes) != config.num_classes:
+        raise ModelError(f"{path}: {len(classes)} class names for {config.num_classes} classes")
+    if (autoencoder.config.structure_shape, autoencoder.config.dynamics_shape) != (config.structure_shape, config.dynamics_shape):
+        raise ModelError(f"{path}: the DiT's latent shapes do not match its recorded autoencoder config")
+    loaded = LoadedDiT(build_dit(config, tensors), spec or str(path), "file", classes, autoencoder, fps, path, meta)
+    if meta.get("weights_sha256") not in (None, loaded.sha256):
+        raise ModelError(f"{path}: weights do not match their recorded sha256 (corrupt or edited file)")
+    return loaded
+
+
+def resolve_dit(spec: str) -> LoadedDiT:
+    """A DiT preset name (random init, classes class0..) or a DiT file path."""
+    if spec in DIT_PRESETS:
+        config = DIT_PRESETS[spec]
+        classes = tuple(f"class{i}" for i in range(config.num_classes))
+        return LoadedDiT(build_dit(config), spec, "preset", classes, None)
+    path = Path(spec)
+    if path.exists() or spec.endswith(".safetensors"):
+        return load_dit_file(path, spec)
+    raise ModelError(f"unknown DiT {spec!r}: use a preset ({', '.join(DIT_PRESETS)}) or a DiT .safetensors file")

