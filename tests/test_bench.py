@@ -42,6 +42,19 @@ def test_x264_matches_a_byte_target_within_five_percent(sample_video):
     assert sum(1 for _ in decode_stream(stream)) == 17
 
 
+def test_x264_below_its_crf_51_size_switches_to_bitrate_search(make_video, tmp_path):
+    from vidtwin_cli.baseline import encode_frames
+    from vidtwin_cli.video_io import VideoReader
+
+    src = make_video(tmp_path / "clip.mp4", 192, 160, 30)
+    with VideoReader(src) as video:
+        floor = encode_frames(video, video.fps, "libx264", crf=51.0).bytes
+    target = int(floor * 0.85)  # CRF cannot get below its CRF-51 size; x264's average-bitrate mode can
+    stream, search = encode_at_bytes(src, target, "libx264")
+    assert search["mode"] == "abr" and search["crf"] is None and search["bit_rate"] > 0
+    assert search["matched"] and abs(stream.bytes / target - 1) <= 0.05
+
+
 SPEED_KEYS = {"precision", "clips", "encode_s", "decode_s", "total_s", "warmup_s", "compiled", "seconds_per_clip",
               "frames_per_s", "gflop", "gflops_per_s", "matmul_peak_gflops_per_s", "ratio_to_peak", "peak_rss_mib",
               "peak_cuda_mib", "vs_fp32"}

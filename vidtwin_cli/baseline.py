@@ -2,8 +2,10 @@
 
 `encode_at_bytes` searches the constant-rate-factor (fractional CRF) until the encoded stream is
 within a tolerance of a byte target (the .vtw size): size falls roughly exponentially with CRF, so
-a secant step on log(bytes) converges in a few encodes. Sizes are elementary-stream bytes (every
-packet, SPS/PPS included; no container), see docs/bench.md.
+a secant step on log(bytes) converges in a few encodes. Where CRF cannot get there (past CRF 51,
+or into x264's jump to lossless at CRF 0) it searches the average bitrate (ABR) instead, scaling
+the bitrate by target / actual. Sizes are elementary-stream bytes (every packet, SPS/PPS included;
+no container), see docs/bench.md.
 """
 
 from __future__ import annotations
@@ -24,24 +26,32 @@ BASELINE_CODECS = {"libx264": "h264", "libx265": "hevc"}  # encoder -> decoder
 CRF_RANGE = (0.0, 51.0)
 START_CRF = 28.0
 CRF_SLOPE = math.log(2) / 6  # x264 rule of thumb: +6 CRF halves the size
-MAX_ENCODES = 10
+MAX_ENCODES = 10  # per search (CRF, then ABR)
 PRESET = "medium"
 
 
 @dataclass(frozen=True)
 class EncodedStream:
-    """A baseline encode held in memory."""
+    """A baseline encode held in memory: CRF mode, or average-bitrate mode when `bit_rate` is set."""
 
     codec: str
-    crf: float
+    crf: float | None
+    bit_rate: int | None
     packets: tuple[bytes, ...]
     width: int
     height: int
     pix_fmt: str
+    frames: int
+    fps: Fraction
 
     @property
     def bytes(self) -> int:
         return sum(len(p) for p in self.packets)
+
+    @property
+    def duration(self) -> float:
+        """Seconds at the constant frame rate it was encoded with."""
+        return self.frames / float(self.fps)
 
 
 def available_codecs() -> list[str]:
@@ -56,21 +66,25 @@ def available_codecs() -> list[str]:
     return out
 
 
-def _options(codec: str, crf: float) -> dict[str, str]:
-    opts = {"crf": f"{crf:.3f}", "preset": PRESET}
+def _options(codec: str, crf: float | None) -> dict[str, str]:
+    opts = {"preset": PRESET} | ({"crf": f"{crf:.3f}"} if crf is not None else {})
     if codec == "libx265":
         opts["x265-params"] = "log-level=error"
     return opts
 
 
-def encode_frames(frames: Iterable[np.ndarray], fps: Fraction, codec: str, crf: float) -> EncodedStream:
-    """Encode RGB uint8 frames (H, W, 3) at a CRF; 4:2:0 for even sizes, 4:4:4 otherwise."""
+def encode_frames(frames: Iterable[np.ndarray], fps: Fraction, codec: str, crf: float | None = None,
+                  bit_rate: int | None = None) -> EncodedStream:  # fmt: skip
+    """Encode RGB uint8 frames (H, W, 3) at a CRF or an average bitrate (bit/s); 4:2:0 for even sizes, else 4:4:4."""
+    if (crf is None) == (bit_rate is None):
+        raise ValueError("give exactly one of crf and bit_rate")
     if codec not in BASELINE_CODECS:
         raise UsageError(f"unknown baseline codec {codec!r} (use {', '.join(BASELINE_CODECS)})")
     ctx: av.VideoCodecContext | None = None
     packets: list[bytes] = []
     width = height = 0
     pix_fmt = "yuv420p"
+    count = 0
     for i, rgb in enumerate(frames):
         if ctx is None:
             height, width = rgb.shape[:2]
@@ -78,14 +92,17 @@ def encode_frames(frames: Iterable[np.ndarray], fps: Fraction, codec: str, crf: 
             ctx = av.CodecContext.create(codec, "w")
             ctx.width, ctx.height, ctx.pix_fmt = width, height, pix_fmt
             ctx.time_base, ctx.framerate = 1 / fps, fps
+            if bit_rate is not None:
+                ctx.bit_rate = bit_rate
             ctx.options = _options(codec, crf)
         frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)
         frame.pts = i
+        count += 1
         packets.extend(bytes(p) for p in ctx.encode(frame))
     if ctx is None:
         raise InputError("no frames to encode")
     packets.extend(bytes(p) for p in ctx.encode(None))  # flush the encoder
-    return EncodedStream(codec, crf, tuple(packets), width, height, pix_fmt)
+    return EncodedStream(codec, crf, bit_rate, tuple(packets), width, height, pix_fmt, count, fps)
 
 
 def decode_stream(stream: EncodedStream) -> Iterator[np.ndarray]:
@@ -96,6 +113,45 @@ def decode_stream(stream: EncodedStream) -> Iterator[np.ndarray]:
             yield np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
 
 
+def _encode_file(src: Path | str, codec: str, crf: float | None = None, bit_rate: int | None = None) -> EncodedStream:
+    with VideoReader(src) as video:
+        return encode_frames(video, video.fps, codec, crf, bit_rate)
+
+
+def _crf_search(src: Path | str, target: int, codec: str, tolerance: float, tried: list[EncodedStream],
+                progress: Callable[[int], None] | None) -> None:  # fmt: skip
+    lo, hi = CRF_RANGE
+    crf = START_CRF
+    for _ in range(MAX_ENCODES):
+        tried.append(stream := _encode_file(src, codec, crf=crf))
+        if progress:
+            progress(1)
+        if abs(stream.bytes / target - 1) <= tolerance:
+            return
+        slope = CRF_SLOPE
+        crfs = [t for t in tried if t.crf is not None]
+        if len(crfs) >= 2:  # secant on log(bytes) against CRF, kept within plausible slopes
+            a, b = crfs[-2], crfs[-1]
+            if a.crf != b.crf and a.bytes != b.bytes:
+                slope = min(max(-math.log(b.bytes / a.bytes) / (b.crf - a.crf), 0.02), 0.5)
+        nxt = min(max(crf + math.log(stream.bytes / target) / slope, lo), hi)
+        if any(abs(nxt - t.crf) < 1e-3 for t in crfs):  # at a bound, or cycling: CRF cannot get there
+            return
+        crf = nxt
+
+
+def _abr_search(src: Path | str, target: int, codec: str, tolerance: float, tried: list[EncodedStream],
+                progress: Callable[[int], None] | None) -> None:  # fmt: skip
+    bit_rate = max(int(target * 8 / tried[0].duration), 1000)
+    for _ in range(MAX_ENCODES):
+        tried.append(stream := _encode_file(src, codec, bit_rate=bit_rate))
+        if progress:
+            progress(1)
+        if abs(stream.bytes / target - 1) <= tolerance:
+            return
+        bit_rate = max(int(bit_rate * target / stream.bytes), 1000)
+
+
 def encode_at_bytes(
     src: Path | str,
     target_bytes: int,
@@ -103,40 +159,25 @@ def encode_at_bytes(
     tolerance: float = 0.05,
     progress: Callable[[int], None] | None = None,
 ) -> tuple[EncodedStream, dict]:
-    """Encode `src` with `codec` at the CRF whose size is closest to `target_bytes`.
+    """Encode `src` with `codec` as close as it gets to `target_bytes`: CRF search, then ABR search.
 
-    Returns the stream and a search report: {"target_bytes", "bytes", "crf", "encodes",
-    "matched" (within `tolerance`), "size_ratio"}. Each trial re-reads `src` (constant memory).
-    `progress` advances by one per trial encode.
+    Returns the stream and a search report: {"target_bytes", "bytes", "mode" ("crf" or "abr"),
+    "crf", "bit_rate", "encodes", "size_ratio", "matched" (within `tolerance`)}. Each trial re-reads
+    `src` (constant memory); `progress` advances by one per trial encode.
     """
     if target_bytes <= 0:
         raise ValueError("target_bytes must be positive")
-    lo, hi = CRF_RANGE
-    tried: list[tuple[float, EncodedStream]] = []
-    crf = START_CRF
-    for _ in range(MAX_ENCODES):
-        with VideoReader(src) as video:
-            stream = encode_frames(video, video.fps, codec, crf)
-        tried.append((crf, stream))
-        if progress:
-            progress(1)
-        error = math.log(stream.bytes / target_bytes)
-        if abs(stream.bytes / target_bytes - 1) <= tolerance:
-            break
-        slope = CRF_SLOPE
-        if len(tried) >= 2:  # secant on log(bytes) against CRF, kept within plausible slopes
-            (c0, s0), (c1, s1) = tried[-2], tried[-1]
-            if c0 != c1 and s0.bytes != s1.bytes:
-                slope = min(max(-math.log(s1.bytes / s0.bytes) / (c1 - c0), 0.02), 0.5)
-        nxt = min(max(crf + error / slope, lo), hi)
-        if nxt == crf or any(abs(nxt - c) < 1e-3 for c, _ in tried):  # at a bound, or cycling
-            break
-        crf = nxt
-    crf, best = min(tried, key=lambda cs: abs(math.log(cs[1].bytes / target_bytes)))
+    tried: list[EncodedStream] = []
+    _crf_search(src, target_bytes, codec, tolerance, tried, progress)
+    if abs(tried[-1].bytes / target_bytes - 1) > tolerance:
+        _abr_search(src, target_bytes, codec, tolerance, tried, progress)
+    best = min(tried, key=lambda t: abs(math.log(t.bytes / target_bytes)))
     return best, {
         "target_bytes": target_bytes,
         "bytes": best.bytes,
-        "crf": round(crf, 3),
+        "mode": "crf" if best.crf is not None else "abr",
+        "crf": round(best.crf, 3) if best.crf is not None else None,
+        "bit_rate": best.bit_rate,
         "encodes": len(tried),
         "size_ratio": best.bytes / target_bytes,
         "matched": abs(best.bytes / target_bytes - 1) <= tolerance,
