@@ -9,7 +9,7 @@ import pytest
 import torch
 from torch import nn
 
-from vidtwin_cli.runtime import MATMUL_LAYERS, ModelRunner
+from vidtwin_cli.runtime import MATMUL_LAYERS, ModelRunner, cpu_has_native_bf16
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -27,6 +27,14 @@ def test_bf16_casts_matmul_weights_once_and_keeps_the_rest_fp32(tiny_model):
         expected = torch.bfloat16 if isinstance(owner, MATMUL_LAYERS) else torch.float32
         assert p.dtype == expected, name
     assert runner.model.encoder.blocks[0].scale_shift_table.dtype == torch.float32
+
+
+def test_cpu_bf16_warns_exactly_where_the_cpu_emulates_it(tiny_model):
+    warnings: list[str] = []
+    ModelRunner(copy.deepcopy(tiny_model), torch.device("cpu"), torch.bfloat16, warn=warnings.append)
+    ModelRunner(copy.deepcopy(tiny_model), torch.device("cpu"), torch.float32, warn=warnings.append)
+    assert len(warnings) == (0 if cpu_has_native_bf16() else 1)
+    assert all("no native bf16" in w for w in warnings)
 
 
 def test_bf16_stays_close_to_fp32(tiny_model):

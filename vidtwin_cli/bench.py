@@ -28,7 +28,7 @@ from .container_header import LATENT_DTYPES, tensor_layout
 from .flops import model_flops
 from .metrics import json_float, json_ready, psnr_from_mse
 from .model_info import parameter_counts
-from .runtime import PRECISIONS, ModelRunner, resolve_precision
+from .runtime import PRECISIONS, ModelRunner, cpu_has_native_bf16, resolve_precision
 from .weights import LoadedModel, resolve_model
 
 ProgressCallback = Callable[[int], None]
@@ -135,6 +135,8 @@ def environment(device: torch.device) -> dict:
         "platform": platform.platform(),
         "cpu": platform.processor() or platform.machine(),
         "cpu_count": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "cpu_native_bf16": cpu_has_native_bf16(),
         "torch_threads": torch.get_num_threads(),
         "device": str(device),
     }

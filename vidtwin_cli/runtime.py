@@ -53,6 +53,12 @@ def resolve_device(name: str) -> torch.device:
     return device
 
 
+def cpu_has_native_bf16() -> bool:
+    """Whether this CPU multiplies bf16 in hardware (AVX-512 BF16 or AMX). Without it (e.g. AVX2 only)
+    oneDNN emulates bf16 and a bf16 model runs several times slower than fp32."""
+    return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+
+
 def resolve_precision(name: str, device: torch.device) -> torch.dtype:
     """fp32 and bf16 everywhere; fp16 on CUDA only (CPU fp16 kernels are slow and not worth it)."""
     if name not in PRECISIONS:
@@ -78,6 +84,9 @@ class ModelRunner:
             raise UsageError("--batch-size must be >= 1")
         self.device, self.dtype, self.batch_size = device, dtype, batch_size
         self.warn = warn or log.warning
+        if device.type == "cpu" and dtype == torch.bfloat16 and not cpu_has_native_bf16():
+            self.warn(f"this CPU ({torch.backends.cpu.get_cpu_capability()}) has no native bf16 matrix units: "
+                      "bf16 will run several times slower than fp32 here")  # fmt: skip
         self.model = model.to(device=device, dtype=torch.float32).eval()
         self._cast_matmul_weights(dtype)  # once, not per call
         if compile:
