@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 
@@ -113,43 +113,56 @@ def decode_stream(stream: EncodedStream) -> Iterator[np.ndarray]:
             yield np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
 
 
-def _encode_file(src: Path | str, codec: str, crf: float | None = None, bit_rate: int | None = None) -> EncodedStream:
-    with VideoReader(src) as video:
-        return encode_frames(video, video.fps, codec, crf, bit_rate)
+@dataclass
+class _Search:
+    """One byte-target search: every trial encode is kept for the final choice."""
+
+    src: Path | str
+    codec: str
+    target: int
+    tolerance: float
+    progress: Callable[[int], None] | None
+    tried: list[EncodedStream] = field(default_factory=list)
+
+    def matched(self, stream: EncodedStream) -> bool:
+        return abs(stream.bytes / self.target - 1) <= self.tolerance
+
+    def trial(self, crf: float | None = None, bit_rate: int | None = None) -> EncodedStream:
+        """Encode `src` once more (re-read, constant memory) in CRF or ABR mode and record it."""
+        with VideoReader(self.src) as video:
+            stream = encode_frames(video, video.fps, self.codec, crf, bit_rate)
+        self.tried.append(stream)
+        if self.progress:
+            self.progress(1)
+        return stream
 
 
-def _crf_search(src: Path | str, target: int, codec: str, tolerance: float, tried: list[EncodedStream],
-                progress: Callable[[int], None] | None) -> None:  # fmt: skip
+def _crf_search(search: _Search) -> None:
     lo, hi = CRF_RANGE
     crf = START_CRF
     for _ in range(MAX_ENCODES):
-        tried.append(stream := _encode_file(src, codec, crf=crf))
-        if progress:
-            progress(1)
-        if abs(stream.bytes / target - 1) <= tolerance:
+        stream = search.trial(crf=crf)
+        if search.matched(stream):
             return
         slope = CRF_SLOPE
-        crfs = [t for t in tried if t.crf is not None]
+        crfs = [t for t in search.tried if t.crf is not None]
         if len(crfs) >= 2:  # secant on log(bytes) against CRF, kept within plausible slopes
             a, b = crfs[-2], crfs[-1]
             if a.crf != b.crf and a.bytes != b.bytes:
                 slope = min(max(-math.log(b.bytes / a.bytes) / (b.crf - a.crf), 0.02), 0.5)
-        nxt = min(max(crf + math.log(stream.bytes / target) / slope, lo), hi)
+        nxt = min(max(crf + math.log(stream.bytes / search.target) / slope, lo), hi)
         if any(abs(nxt - t.crf) < 1e-3 for t in crfs):  # at a bound, or cycling: CRF cannot get there
             return
         crf = nxt
 
 
-def _abr_search(src: Path | str, target: int, codec: str, tolerance: float, tried: list[EncodedStream],
-                progress: Callable[[int], None] | None) -> None:  # fmt: skip
-    bit_rate = max(int(target * 8 / tried[0].duration), 1000)
+def _abr_search(search: _Search) -> None:
+    bit_rate = max(int(search.target * 8 / search.tried[0].duration), 1000)
     for _ in range(MAX_ENCODES):
-        tried.append(stream := _encode_file(src, codec, bit_rate=bit_rate))
-        if progress:
-            progress(1)
-        if abs(stream.bytes / target - 1) <= tolerance:
+        stream = search.trial(bit_rate=bit_rate)
+        if search.matched(stream):
             return
-        bit_rate = max(int(bit_rate * target / stream.bytes), 1000)
+        bit_rate = max(int(bit_rate * search.target / stream.bytes), 1000)
 
 
 def encode_at_bytes(
@@ -167,18 +180,18 @@ def encode_at_bytes(
     """
     if target_bytes <= 0:
         raise ValueError("target_bytes must be positive")
-    tried: list[EncodedStream] = []
-    _crf_search(src, target_bytes, codec, tolerance, tried, progress)
-    if abs(tried[-1].bytes / target_bytes - 1) > tolerance:
-        _abr_search(src, target_bytes, codec, tolerance, tried, progress)
-    best = min(tried, key=lambda t: abs(math.log(t.bytes / target_bytes)))
+    search = _Search(src, codec, target_bytes, tolerance, progress)
+    _crf_search(search)
+    if not search.matched(search.tried[-1]):
+        _abr_search(search)
+    best = min(search.tried, key=lambda t: abs(math.log(t.bytes / target_bytes)))
     return best, {
         "target_bytes": target_bytes,
         "bytes": best.bytes,
         "mode": "crf" if best.crf is not None else "abr",
         "crf": round(best.crf, 3) if best.crf is not None else None,
         "bit_rate": best.bit_rate,
-        "encodes": len(tried),
+        "encodes": len(search.tried),
         "size_ratio": best.bytes / target_bytes,
-        "matched": abs(best.bytes / target_bytes - 1) <= tolerance,
+        "matched": search.matched(best),
     }
