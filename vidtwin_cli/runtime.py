@@ -85,8 +85,8 @@ class ModelRunner:
         self.device, self.dtype, self.batch_size = device, dtype, batch_size
         self.warn = warn or log.warning
         if device.type == "cpu" and dtype == torch.bfloat16 and not cpu_has_native_bf16():
-            self.warn(f"this CPU ({torch.backends.cpu.get_cpu_capability()}) has no native bf16 matrix units: "
-                      "bf16 will run several times slower than fp32 here")  # fmt: skip
+            # short enough for one 80-column line
+            self.warn(f"no native bf16 on this CPU ({torch.backends.cpu.get_cpu_capability()}); bf16 runs slower than fp32 here")
         self.model = model.to(device=device, dtype=torch.float32).eval()
         self._cast_matmul_weights(dtype)  # once, not per call
         if compile:
