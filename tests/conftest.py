@@ -88,11 +88,14 @@ def render_frame(index: int, width: int, height: int) -> np.ndarray:
 
 def write_test_video(path: Path, width: int = 48, height: int = 40, frames: int = 17, fps: Fraction = Fraction(25),
                      pts: list[int] | None = None, time_base: Fraction | None = None, codec: str = "libx264",
-                     format: str | None = None) -> Path:
+                     format: str | None = None, rotation: int | None = None,
+                     sample_aspect: Fraction | None = None) -> Path:
     """Write a small real video with PyAV (independently of vidtwin's writer).
 
     Odd sizes use yuv444p (4:2:0 needs even sides). `pts` (with `time_base`) gives variable frame
-    rate; `frames=0` writes a valid container whose video stream has no frames.
+    rate; `frames=0` writes a valid container whose video stream has no frames. `rotation` stores a
+    display rotation (counterclockwise degrees), as phones do for portrait video; `sample_aspect`
+    makes the pixels non-square (anamorphic video).
     """
     formats = {f.name for f in av.Codec(codec, "w").video_formats}
     pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 and "yuv420p" in formats else "yuv444p"
@@ -101,6 +104,10 @@ def write_test_video(path: Path, width: int = 48, height: int = 40, frames: int 
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
         stream.time_base = stream.codec_context.time_base = time_base
+        if rotation is not None:
+            stream.set_display_rotation(rotation)
+        if sample_aspect is not None:
+            stream.codec_context.sample_aspect_ratio = sample_aspect
         for i in range(frames):
             frame = av.VideoFrame.from_ndarray(render_frame(i, width, height), format="rgb24")
             frame.pts = pts[i] if pts is not None else i

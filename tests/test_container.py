@@ -7,6 +7,7 @@ checksum definition is tested, and lets tests build files that are well signed b
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import io
 import json
@@ -201,6 +202,17 @@ def test_newer_minor_version_with_extra_keys_and_tensors_is_read(tmp_path):
         read_vtw(write_bytes(tmp_path, forge(tensors, header, version="1.0")))
 
 
+def test_anamorphic_video_makes_a_1_1_file_and_square_pixels_stay_1_0(tmp_path):
+    square = tiny_vtw("int8")
+    wide = VtwFile(dataclasses.replace(square.header, video=dataclasses.replace(square.header.video,
+                   sample_aspect=Fraction(4, 3))), square.latents)  # fmt: skip
+    _, header, meta = unpack(vtw_bytes(square, tmp_path))
+    assert meta["version"] == "1.0" and "sample_aspect" not in header["video"]
+    _, header, meta = unpack(vtw_bytes(wide, tmp_path))
+    assert meta["version"] == "1.1" and header["video"]["sample_aspect"] == [4, 3]
+    assert read_vtw(tmp_path / "source.vtw").header == wide.header
+
+
 def _edit_header(**changes):
     def edit(tensors: dict, header: dict) -> None:
         for dotted, value in changes.items():
@@ -227,6 +239,7 @@ SIGNED_BAD = [
     ("config_type", _edit_header(**{"model.config.frames": "6"}), "plausible"),
     ("unknown_config_field", _edit_header(**{"model.config.extra": 1}), "unknown VidTwin config"),
     ("video_size", _edit_header(**{"video.width": 0}), "video size"),
+    ("sample_aspect", _edit_header(**{"video.sample_aspect": [0, 1]}), "sample aspect"),
     ("geometry", _edit_header(**{"geometry.rows": 7}), "does not cover"),
     ("dtype_name", _edit_header(latent_dtype="fp64"), "latent dtype"),
     ("weights_sha", _edit_header(**{"model.weights_sha256": "xyz"}), "64 lowercase hex"),

@@ -16,6 +16,8 @@ from vidtwin_cli.errors import InputError, UsageError
 from vidtwin_cli.video_info import VideoInfo
 from vidtwin_cli.video_io import VideoReader, VideoWriter, iter_clips
 
+from .conftest import render_frame
+
 VFR_PTS = [0, 1000, 1500, 4000, 4100, 7000, 9000]  # in 1/10000 s: irregular frame intervals
 
 
@@ -103,6 +105,31 @@ def test_real_avi_with_dropped_frames_is_variable_rate(media_dir, tmp_path):
     assert info.frame_count == 68 and info.pts is not None
     _, info2 = read_all(write_all(tmp_path / "out.mp4", source, info))
     assert times(info2) == times(info) and info2.duration == info.duration
+
+
+@pytest.mark.parametrize("rotation, turns", [(-90, 3), (90, 1), (180, 2)], ids=["phone-portrait", "ccw", "upside-down"])
+def test_display_rotation_is_applied_so_frames_come_upright(make_video, tmp_path, rotation, turns):
+    """Phones store portrait video sideways with a display rotation; frames are read as a player shows them."""
+    src = make_video(tmp_path / "rotated.mp4", width=64, height=48, frames=3, rotation=rotation)
+    frames, info = read_all(src)
+    shown = [np.rot90(render_frame(i, 64, 48), turns) for i in range(3)]  # counterclockwise quarter turns
+    assert (info.width, info.height) == (shown[0].shape[1], shown[0].shape[0])
+    assert all(f.flags.c_contiguous for f in frames)
+    turned_wrong = [np.rot90(f, 2) for f in shown]  # the other orientation of the same shape
+    assert mean_abs_error(frames, shown) < 8 < 40 < mean_abs_error(frames, turned_wrong)  # lossy x264: ~5 vs ~70
+
+
+@pytest.mark.parametrize("rotation, shown", [(None, Fraction(4, 3)), (-90, Fraction(3, 4))], ids=["hdv", "turned"])
+def test_anamorphic_video_keeps_its_pixel_shape(make_video, tmp_path, rotation, shown):
+    """HDV-style 4:3 pixels survive the round trip; a quarter turn makes them 3:4."""
+    src = make_video(tmp_path / "anamorphic.mp4", width=48, height=36, frames=2, rotation=rotation,
+                     sample_aspect=Fraction(4, 3))
+    frames, info = read_all(src)
+    assert info.sample_aspect == shown
+    _, back = read_all(write_all(tmp_path / "out.mkv", frames, info))
+    assert back.sample_aspect == shown
+    _, square = read_all(make_video(tmp_path / "square.mp4", frames=1))
+    assert square.sample_aspect == 1 and "sample_aspect" not in square.to_dict()
 
 
 def test_header_facts_come_before_decoding(sample_video):

@@ -45,7 +45,6 @@ from .container_header import (
     CHANNEL_AXIS,
     LATENT_DTYPES,
     MAGIC,
-    VERSION,
     LatentDtype,
     ModelRef,
     VtwHeader,
@@ -156,7 +155,7 @@ class VtwWriter:
         for key in sorted(sources):
             for chunk in _chunks(sources[key]):
                 checksum.update(chunk)
-        metadata = {"magic": MAGIC, "version": f"{VERSION[0]}.{VERSION[1]}", "header": text,
+        metadata = {"magic": MAGIC, "version": "{}.{}".format(*header.version), "header": text,
                     "sha256": checksum.hexdigest()}
         layout = header.layout()
         head = header_bytes(layout, metadata)

@@ -21,7 +21,7 @@ from .errors import ContainerError
 from .video_info import Geometry, VideoInfo
 
 MAGIC = "vidtwin.vtw"
-VERSION = (1, 0)  # (major, minor): readers reject another major, accept a newer minor
+VERSION = (1, 1)  # (major, minor): readers reject another major, accept a newer minor
 MAX_CONFIG_INT = 1 << 16  # no plausible model size exceeds this; bounds the work a hostile config causes
 
 LatentDtype = Literal["fp16", "bf16", "fp32", "int8"]
@@ -80,6 +80,14 @@ class VtwHeader:
         for failed, message in problems:
             if failed:
                 raise ValueError(message)
+
+    @property
+    def version(self) -> tuple[int, int]:
+        """The oldest format version that describes this file, so 1.0 readers keep reading most files.
+
+        1.1 added `video.sample_aspect` (anamorphic video); files of square-pixel video are 1.0.
+        """
+        return (1, 1) if self.video.sample_aspect != 1 else (1, 0)
 
     @property
     def tiles_per_clip(self) -> int:

@@ -32,6 +32,7 @@ class VideoInfo:
     duration: float  # seconds
     pts: tuple[int, ...] | None = None  # per-frame timestamps in time_base units, kept for variable frame rate
     codec: str = ""  # source codec name (informational)
+    sample_aspect: Fraction = Fraction(1)  # pixel width / height; not 1 for anamorphic video (DVD, HDV)
 
     def __post_init__(self) -> None:
         if not (1 <= self.width <= MAX_SIDE and 1 <= self.height <= MAX_SIDE):
@@ -40,6 +41,8 @@ class VideoInfo:
             raise InputError(f"frame count {self.frame_count} is outside 1..{MAX_FRAMES}")
         if self.fps <= 0 or self.time_base <= 0:
             raise InputError(f"fps {self.fps} and time base {self.time_base} must be positive")
+        if not 0 < self.sample_aspect < 1000:
+            raise InputError(f"sample aspect ratio {self.sample_aspect} is outside (0, 1000)")
         if self.pts is not None and len(self.pts) != self.frame_count:
             raise InputError(f"{len(self.pts)} timestamps for {self.frame_count} frames")
         if self.pts is not None and any(b <= a for a, b in zip(self.pts, self.pts[1:])):
@@ -50,6 +53,10 @@ class VideoInfo:
         d["fps"] = [self.fps.numerator, self.fps.denominator]
         d["time_base"] = [self.time_base.numerator, self.time_base.denominator]
         d["pts"] = list(self.pts) if self.pts is not None else None
+        if self.sample_aspect == 1:  # square pixels are the default; files without the key stay format 1.0
+            del d["sample_aspect"]
+        else:
+            d["sample_aspect"] = [self.sample_aspect.numerator, self.sample_aspect.denominator]
         return d
 
     @classmethod
@@ -65,6 +72,7 @@ class VideoInfo:
                 duration=float(d["duration"]),
                 pts=tuple(int(p) for p in pts) if pts is not None else None,
                 codec=str(d.get("codec", "")),
+                sample_aspect=_fraction(d.get("sample_aspect", [1, 1]), "sample_aspect"),
             )
         except (KeyError, TypeError, ValueError) as e:
             raise InputError(f"bad video description: {e}") from e

@@ -76,6 +76,9 @@ class VideoReader:
     no video frames, truncated, or undecodable mid-stream. The first frame is decoded on entry, so a
     file that cannot produce a single frame fails before any output is created.
 
+    Frames come upright: a display rotation (portrait phone video is stored sideways) is applied to
+    the pixels, as players and ffmpeg do, so width and height are those of the picture as shown.
+
     Timing: `info.fps` is the stream's average rate. When the decoded timestamps do not sit on that
     rate's grid (variable frame rate), `info.pts` keeps every frame's timestamp relative to the first
     frame, in `info.time_base` units, and `info.fps` becomes the exact mean rate frame_count/duration.
@@ -86,6 +89,7 @@ class VideoReader:
     width: int  # of the decoded frames
     height: int
     fps: Fraction  # average rate the stream declares
+    sample_aspect: Fraction  # pixel width / height as shown (1 for square pixels)
     time_base: Fraction
     codec: str
     estimated_frames: int | None  # from the header, for progress bars only (AVI drop frames make it too high)
@@ -101,6 +105,8 @@ class VideoReader:
         self._first: np.ndarray | None = None
         self._info: VideoInfo | None = None
         self._started = False
+        self._turns = 0  # display rotation of the last frame read, in counterclockwise quarter turns
+        self._warned_rotation = False
 
     def __enter__(self) -> VideoReader:
         self._container = self._open()
@@ -170,6 +176,10 @@ class VideoReader:
             raise InputError(f"{self.name}: has no video frames")
         self._first = first
         self.height, self.width = first.shape[:2]
+        sar = stream.sample_aspect_ratio  # None or 0 when the stream does not say: square pixels
+        self.sample_aspect = Fraction(sar) if sar and 1 / 100 <= sar <= 100 else Fraction(1)  # else damaged
+        if self._turns % 2:  # a quarter turn swaps what "wide" means for a pixel
+            self.sample_aspect = 1 / self.sample_aspect
 
     def _check_not_truncated(self, stream: av.video.stream.VideoStream) -> None:
         """A file whose index points past its end was cut short (the demuxer would stop quietly there)."""
@@ -193,7 +203,19 @@ class VideoReader:
         self._pts.append(frame.pts)
         self._last_duration = frame.duration or 0
         rgb = frame.to_ndarray(format="rgb24")
+        self._turns = turns = self._quarter_turns(frame.rotation)
+        if turns:
+            rgb = np.rot90(rgb, turns)  # counterclockwise, as the display matrix asks
         return np.ascontiguousarray(rgb)  # rows of odd-width frames come padded to the line size
+
+    def _quarter_turns(self, degrees: float) -> int:
+        """Counterclockwise quarter turns that show a frame upright (phones store portrait video sideways
+        with a display rotation). Rotations that are not a multiple of 90° are ignored, once with a warning."""
+        turns, rest = divmod(round(degrees), 90)
+        if rest and not self._warned_rotation:
+            log.warning("%s: display rotation %s° is not a multiple of 90°; frames are used as stored", self.name, degrees)
+            self._warned_rotation = True
+        return 0 if rest else turns % 4
 
     def __iter__(self) -> Iterator[np.ndarray]:
         """Yield every frame as an (H, W, 3) uint8 RGB array; iterable once."""
@@ -227,10 +249,11 @@ class VideoReader:
             relative = [p - pts[0] for p in pts]
         # A tick of slack absorbs containers that round timestamps (Matroska stores milliseconds).
         if relative is None or all(abs(p - i * step) <= 1 for i, p in enumerate(relative)):
-            return VideoInfo(self.width, self.height, fps, tb, n, float(n / fps), None, self.codec)
+            return VideoInfo(self.width, self.height, fps, tb, n, float(n / fps), None, self.codec, self.sample_aspect)
         last = self._last_duration if self._last_duration > 0 else round(step)
         span = (relative[-1] + last) * tb
-        return VideoInfo(self.width, self.height, n / span, tb, n, float(span), tuple(relative), self.codec)
+        return VideoInfo(self.width, self.height, n / span, tb, n, float(span), tuple(relative), self.codec,
+                         self.sample_aspect)
 
 
 def iter_clips(frames: Iterable[np.ndarray], length: int) -> Iterator[tuple[np.ndarray, int]]:
@@ -280,6 +303,8 @@ class VideoWriter:
     Timing: constant-rate video is written in a 1/fps time base (so the rational fps is exact);
     variable-rate video (`info.pts`) keeps every timestamp in `info.time_base` and every frame's
     duration, the last one from `info.duration`. Containers may round timestamps (Matroska: 1 ms).
+
+    Anamorphic video keeps its sample aspect ratio (`info.sample_aspect`).
 
     Pixels: H.264 (libx264) yuv420p at CRF 18 by default, tagged BT.601 limited range (the matrix
     swscale uses for RGB->YUV, so players show the colours we encoded). 4:2:0 cannot represent an odd
@@ -356,6 +381,8 @@ class VideoWriter:
             raise UsageError(f"{self.name}: {_reason(e)}; pick another codec or container") from e
         stream.width, stream.height, stream.pix_fmt = self.width, self.height, self.pix_fmt
         stream.time_base = stream.codec_context.time_base = time_base
+        if info.sample_aspect != 1:  # anamorphic source: players stretch the pixels back to its shape
+            stream.codec_context.sample_aspect_ratio = info.sample_aspect
         if self.pix_fmt.startswith("yuv"):
             stream.codec_context.colorspace, stream.codec_context.color_range = BT601, LIMITED_RANGE
         if self.crf is not None:

@@ -24,6 +24,7 @@ def command(file: VtwArgument, json_out: JsonOption = False) -> None:
         return
     video, geo, cfg = info["video"], info["geometry"], info["model"]["config"]
     fps = video["fps"][0] / video["fps"][1]
+    pixels = f", pixel aspect {':'.join(map(str, video['sample_aspect']))}" if "sample_aspect" in video else ""
     sampling = f"posterior samples (seed {info['seed']})" if info["sampled"] else "posterior means"
     grid = (f"{geo['rows']}×{geo['cols']} tiles of {geo['tile']} px, "
             f"pad {geo['pad_right']} right {geo['pad_bottom']} bottom")
@@ -34,7 +35,7 @@ def command(file: VtwArgument, json_out: JsonOption = False) -> None:
         ("model clip", f"{cfg['frames']} frames of {cfg['image_size']}² "
                        f"(d_S {cfg['structure_dim']}, d_D {cfg['dynamics_dim']})"),
         ("video", f"{video['width']}×{video['height']}, {video['frame_count']} frames, {fps:.3f} fps, "
-                  f"{video['duration']:.3f} s{', variable frame rate' if video['variable_frame_rate'] else ''}"),
+                  f"{video['duration']:.3f} s{', variable frame rate' if video['variable_frame_rate'] else ''}{pixels}"),
         ("fit", f"{geo['fit']}: {grid}" if geo["fit"] == "tile" else geo["fit"]),
         ("latents", f"{info['clips']} clips × {info['tiles_per_clip']} tiles = {info['rows']} rows, "
                     f"{info['latent_dtype']}, {sampling}"),
