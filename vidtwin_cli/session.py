@@ -24,17 +24,18 @@ class ModelSession:
         precision: str = "fp32",
         batch_size: int = 1,
         warn: Callable[[str], None] = log.warning,
+        compile: bool = False,
     ) -> None:
         self.spec = spec
         self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device)
-        self.batch_size, self.warn = batch_size, warn
+        self.batch_size, self.warn, self.compile = batch_size, warn, compile
         self._loaded: tuple[LoadedModel, ModelRunner] | None = None
 
     def load(self, default: str | None = None) -> tuple[LoadedModel, ModelRunner]:
         """The model (`--model`, else `default`, else the built-in default) and its runner."""
         if self._loaded is None:
             loaded = resolve_model(self.spec or default)
-            runner = ModelRunner(loaded.model, self.device, self.dtype, self.batch_size, self.warn)
+            runner = ModelRunner(loaded.model, self.device, self.dtype, self.batch_size, self.warn, self.compile)
             self._loaded = (loaded, runner)
         return self._loaded

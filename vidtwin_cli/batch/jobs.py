@@ -72,6 +72,7 @@ class WorkerSpec:
     precision: str = "fp32"
     batch_size: int = 8
     threads: int = 1  # torch intra-op threads of this worker
+    compile: bool = False  # torch.compile the transformer blocks (once per worker)
 
 
 @dataclass(frozen=True)
@@ -110,7 +111,7 @@ class _Session(ModelSession):
     """A ModelSession that remembers whether (and how) its model load went."""
 
     def __init__(self, spec: WorkerSpec, warn: Callable[[str], None]) -> None:
-        super().__init__(spec.model, spec.device, spec.precision, spec.batch_size, warn)
+        super().__init__(spec.model, spec.device, spec.precision, spec.batch_size, warn, spec.compile)
         self.loads = 0
         self.load_error: VidtwinError | None = None
 

@@ -26,7 +26,8 @@ from ..video_info import FIT_MODES, VideoInfo
 from ..video_io import VideoWriter
 from .decode import ONLY
 from .options import (
-    BatchOption, CodecOption, CrfOption, DeviceOption, JsonOption, ModelOption, PrecisionOption, QuietOption,
+    BatchOption, CodecOption, CompileOption, CrfOption, DeviceOption, JsonOption, ModelOption, PrecisionOption,
+    QuietOption,
 )  # fmt: skip
 
 SIGTERM_EXIT = 143  # 128 + SIGTERM, what shells report for a process ended by `kill`
@@ -62,7 +63,7 @@ PREFLIGHT_VIDEO = VideoInfo(16, 16, Fraction(25), Fraction(1, 25), 1, 0.04)
 def _run(settings: Settings, src: Path, out_dir: Path, manifest: Path | None, patterns: list[str] | None,
          root: Path | None, shard: str | None, workers: int | None, threads: int | None, ray: str | None, force: bool,
          model: str | None, device: str, precisions: list[str], batch_size: int, json_out: bool,
-         quiet: bool) -> None:  # fmt: skip
+         quiet: bool, compile: bool = False) -> None:  # fmt: skip
     """Shared body of every batch command: plan, run with a progress bar, report."""
     precision = precisions[0]  # the workers' session; bench adds one per further precision
     kind, err = settings.kind, err_console()
@@ -74,11 +75,11 @@ def _run(settings: Settings, src: Path, out_dir: Path, manifest: Path | None, pa
     pairs = plan(src, out_dir, settings.suffix, patterns or settings.patterns, root, (index, count))
     if ray is None:
         devices, threads = plan_local(device, precisions, workers, threads)
-        spec = WorkerSpec(settings, model, device, precision, batch_size, threads)
+        spec = WorkerSpec(settings, model, device, precision, batch_size, threads, compile)
         backend: LocalPool | RayPool = LocalPool(spec, devices)
     else:
         gpu = plan_ray(device, precisions)
-        spec = WorkerSpec(settings, model, device, precision, batch_size, threads or RAY_THREADS)
+        spec = WorkerSpec(settings, model, device, precision, batch_size, threads or RAY_THREADS, compile)
         backend = RayPool(spec, ray, workers, gpu, warn)
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = manifest or out_dir / f"batch-{kind}{f'-{index}of{count}' if shard else ''}.jsonl"
@@ -138,6 +139,7 @@ def encode(
     device: DeviceOption = "cpu",
     precision: PrecisionOption = "fp32",
     batch_size: BatchOption = 8,
+    compile: CompileOption = False,
     fit: Annotated[str, typer.Option("--fit", help="tile (exact size), resize, or crop (official centre crop).")] = "tile",
     dtype: Annotated[str, typer.Option("--dtype", help="Latent storage: fp16, bf16, fp32 or int8.")] = "fp16",
     sample: Annotated[bool, typer.Option("--sample", help="Store posterior samples instead of means.")] = False,
@@ -153,7 +155,7 @@ def encode(
     if seed is not None and not sample:
         raise UsageError("--seed only applies with --sample")
     _run(EncodeSettings(fit, dtype, sample, seed), src, out_dir, manifest, glob, root, shard, workers, threads, ray,
-         force, model, device, [precision], batch_size, json_out, quiet)  # fmt: skip
+         force, model, device, [precision], batch_size, json_out, quiet, compile)  # fmt: skip
 
 
 @app.command("decode")
@@ -172,6 +174,7 @@ def decode(
     device: DeviceOption = "cpu",
     precision: PrecisionOption = "fp32",
     batch_size: BatchOption = 8,
+    compile: CompileOption = False,
     only: Annotated[str | None, typer.Option("--only", help="Decode one latent alone: structure or dynamics.")] = None,
     codec: CodecOption = "libx264",
     crf: CrfOption = None,
@@ -190,7 +193,7 @@ def decode(
     # built but never opened checks exactly those flags and touches no file.
     VideoWriter(out_dir / f"check{settings.suffix}", PREFLIGHT_VIDEO, 16, 16, codec, crf)
     _run(settings, src, out_dir, manifest, glob, root, shard, workers, threads, ray, force, model, device, [precision],
-         batch_size, json_out, quiet)  # fmt: skip
+         batch_size, json_out, quiet, compile)  # fmt: skip
 
 
 @app.command("bench")

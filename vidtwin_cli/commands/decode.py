@@ -13,8 +13,8 @@ from ..errors import UsageError
 from ..pipeline import VideoOutput, decode_vtw
 from ..session import ModelSession
 from .options import (
-    BatchOption, CodecOption, CrfOption, DeviceOption, ForceOption, FormatOption, JsonOption, ModelOption,
-    PrecisionOption, QuietOption,
+    BatchOption, CodecOption, CompileOption, CrfOption, DeviceOption, ForceOption, FormatOption, JsonOption,
+    ModelOption, PrecisionOption, QuietOption,
 )  # fmt: skip
 
 ONLY = ("structure", "dynamics")
@@ -28,6 +28,7 @@ def command(
     device: DeviceOption = "cpu",
     precision: PrecisionOption = "fp32",
     batch_size: BatchOption = 8,
+    compile: CompileOption = False,
     codec: CodecOption = "libx264",
     crf: CrfOption = None,
     format: FormatOption = None,
@@ -42,7 +43,8 @@ def command(
         raise UsageError("--json and -o - both want stdout; write the video to a file")
     check_writable(output, (source,))
     err = err_console()
-    session = ModelSession(model, device, precision, batch_size, warn=lambda m: err.print(f"warning: {m}", markup=False))
+    session = ModelSession(model, device, precision, batch_size, warn=lambda m: err.print(f"warning: {m}", markup=False),
+                           compile=compile)
     with task_progress(err, source.name, quiet) as task:
         result = decode_vtw(source, output, session, only=only, output=VideoOutput(codec, crf, format), force=force,
                             progress=task.advance, on_start=task.start)  # fmt: skip

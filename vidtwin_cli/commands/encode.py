@@ -14,7 +14,9 @@ from ..errors import RuntimeFailure, UsageError, VidtwinError
 from ..pipeline import encode_video
 from ..session import ModelSession
 from ..video_info import FIT_MODES
-from .options import BatchOption, DeviceOption, FormatOption, JsonOption, ModelOption, PrecisionOption, QuietOption
+from .options import (
+    BatchOption, CompileOption, DeviceOption, FormatOption, JsonOption, ModelOption, PrecisionOption, QuietOption,
+)  # fmt: skip
 
 
 def output_for(src: Path, output: Path | None, out_dir: Path | None) -> Path:
@@ -36,6 +38,7 @@ def command(
     device: DeviceOption = "cpu",
     precision: PrecisionOption = "fp32",
     batch_size: BatchOption = 8,
+    compile: CompileOption = False,
     fit: Annotated[str, typer.Option("--fit", help="tile (exact size), resize, or crop (official centre crop).")] = "tile",
     dtype: Annotated[str, typer.Option("--dtype", help="Latent storage: fp16, bf16, fp32 or int8.")] = "fp16",
     sample: Annotated[bool, typer.Option("--sample", help="Store posterior samples instead of means.")] = False,
@@ -66,7 +69,8 @@ def command(
         raise UsageError("two inputs would write the same output; use distinct names or separate runs")
 
     err = err_console()
-    session = ModelSession(model, device, precision, batch_size, warn=lambda m: err.print(f"warning: {m}", markup=False))
+    session = ModelSession(model, device, precision, batch_size, warn=lambda m: err.print(f"warning: {m}", markup=False),
+                           compile=compile)
     results, failures = [], []
     with progress_bar(err, quiet) as bars:
         overall = TaskProgress(bars, "files") if len(jobs) > 1 else None

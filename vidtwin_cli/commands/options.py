@@ -12,6 +12,8 @@ ModelOption = Annotated[
 DeviceOption = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto.")]
 PrecisionOption = Annotated[str, typer.Option("--precision", help="fp32, bf16, or fp16 (CUDA only).")]
 BatchOption = Annotated[int, typer.Option("--batch-size", min=1, help="Tiles per model call.")]
+CompileOption = Annotated[bool, typer.Option(
+    "--compile", help="torch.compile the transformer blocks: slower start, faster per clip (docs/bench.md).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON result object on stdout.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary on stderr.")]
 ForceOption = Annotated[bool, typer.Option("--force", help="Decode even if the weights differ from the file's (warns).")]

@@ -14,8 +14,8 @@ from ..errors import UsageError
 from ..pipeline import VideoOutput, swap_vtw
 from ..session import ModelSession
 from .options import (
-    BatchOption, CodecOption, CrfOption, DeviceOption, ForceOption, FormatOption, JsonOption, ModelOption,
-    PrecisionOption, QuietOption,
+    BatchOption, CodecOption, CompileOption, CrfOption, DeviceOption, ForceOption, FormatOption, JsonOption,
+    ModelOption, PrecisionOption, QuietOption,
 )  # fmt: skip
 
 
@@ -29,6 +29,7 @@ def command(
     device: DeviceOption = "cpu",
     precision: PrecisionOption = "fp32",
     batch_size: BatchOption = 8,
+    compile: CompileOption = False,
     codec: CodecOption = "libx264",
     crf: CrfOption = None,
     format: FormatOption = None,
@@ -46,7 +47,8 @@ def command(
         raise UsageError("--json and -o - both want stdout")
     check_writable(output, (structure, dynamics))
     err = err_console()
-    session = ModelSession(model, device, precision, batch_size, warn=lambda m: err.print(f"warning: {m}", markup=False))
+    session = ModelSession(model, device, precision, batch_size, warn=lambda m: err.print(f"warning: {m}", markup=False),
+                           compile=compile)
     with task_progress(err, "swap", quiet) as task:
         result = swap_vtw(structure, dynamics, output, session, span=span, as_vtw=as_vtw, dtype=dtype,
                           output=VideoOutput(codec, crf, format), force=force, progress=task.advance,
