@@ -16,6 +16,7 @@ import torch
 from safetensors.torch import load_file
 
 from vidtwin_cli.lpips_weights import CKPT_NAMES, load_lpips
+from vidtwin_cli.runtime import cpu_has_native_bf16
 from vidtwin_cli.training.autoencoder import AutoencoderTask, fresh_model
 from vidtwin_cli.training.config import parse_set, read_config_file, resolve_config
 from vidtwin_cli.training.data import ClipDataset, list_videos, probe_videos
@@ -233,3 +234,11 @@ def test_the_documented_small_recipe_is_the_small_preset_default(tmp_path):
     documented = resolve_config(read_config_file(tmp_path / "train-small.toml"), {})
     default = resolve_config({"preset": "small"}, {"data.train": list(documented.data.train), "data.val": list(documented.data.val)})
     assert documented == default
+
+
+def test_bf16_on_a_cpu_without_native_bf16_warns(tmp_path, cli):
+    """Training in bf16 where the CPU emulates it is several times slower than fp32: say so up front."""
+    result = cli(["train", "ae", "--preset", "tiny", "--precision", "bf16", "--steps", 2, "--out", tmp_path / "run",
+                  "--device", "cpu"])  # fmt: skip
+    assert result.exit_code == 2 and "no training videos" in result.stderr  # the warning comes before any work
+    assert ("warning: no native bf16" in result.stderr) == (not cpu_has_native_bf16())

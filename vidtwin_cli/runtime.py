@@ -59,6 +59,18 @@ def cpu_has_native_bf16() -> bool:
     return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
 
 
+def cuda_device_count() -> int:
+    return torch.cuda.device_count()
+
+
+def slow_bf16_warning(device: torch.device, dtype: torch.dtype) -> str | None:
+    """The warning owed for bf16 on a CPU that only emulates it; None otherwise."""
+    if device.type == "cpu" and dtype == torch.bfloat16 and not cpu_has_native_bf16():
+        # short enough for one 80-column line
+        return f"no native bf16 on this CPU ({torch.backends.cpu.get_cpu_capability()}); bf16 runs slower than fp32 here"
+    return None
+
+
 def resolve_precision(name: str, device: torch.device) -> torch.dtype:
     """fp32 and bf16 everywhere; fp16 on CUDA only (CPU fp16 kernels are slow and not worth it)."""
     if name not in PRECISIONS:
@@ -84,9 +96,8 @@ class ModelRunner:
             raise UsageError("--batch-size must be >= 1")
         self.device, self.dtype, self.batch_size = device, dtype, batch_size
         self.warn = warn or log.warning
-        if device.type == "cpu" and dtype == torch.bfloat16 and not cpu_has_native_bf16():
-            # short enough for one 80-column line
-            self.warn(f"no native bf16 on this CPU ({torch.backends.cpu.get_cpu_capability()}); bf16 runs slower than fp32 here")
+        if slow := slow_bf16_warning(device, dtype):
+            self.warn(slow)
         self.model = model.to(device=device, dtype=torch.float32).eval()
         self._cast_matmul_weights(dtype)  # once, not per call
         if compile:

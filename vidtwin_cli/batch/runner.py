@@ -21,7 +21,7 @@ from typing import Any, Literal, Protocol
 import torch
 
 from ..errors import UsageError
-from ..runtime import resolve_device, resolve_precision
+from ..runtime import cuda_device_count, resolve_device, resolve_precision
 from .inputs import InputFile
 from .jobs import Job, Outcome, WorkerSpec, finished_output, hidden_names, remove_temporaries
 from .manifest import JobLog, JobRecord
@@ -72,7 +72,7 @@ def plan_local(device: str, precisions: Sequence[str], workers: int | None, thre
     for precision in precisions:
         resolve_precision(precision, resolved)
     if resolved.type == "cuda" and resolved.index is None:
-        gpus = torch.cuda.device_count()
+        gpus = cuda_device_count()
         devices = [f"cuda:{i % gpus}" for i in range(workers or gpus)]
     else:
         devices = [str(resolved)] * (workers or 1)

@@ -13,7 +13,7 @@ import torch
 import torch.distributed as dist
 
 from ..errors import RuntimeFailure, UsageError
-from ..runtime import resolve_device
+from ..runtime import cuda_device_count, resolve_device
 
 
 @dataclass(frozen=True)
@@ -77,9 +77,9 @@ def init_distributed(device: str) -> DistContext:
     rank, local_rank = int(os.environ.get("RANK", "0")), int(os.environ.get("LOCAL_RANK", "0"))
     base = resolve_device(device)
     if base.type == "cuda":
-        if torch.cuda.device_count() < int(os.environ.get("LOCAL_WORLD_SIZE", world)):
+        if cuda_device_count() < int(os.environ.get("LOCAL_WORLD_SIZE", world)):
             raise UsageError(f"{os.environ.get('LOCAL_WORLD_SIZE', world)} processes per node but only "
-                             f"{torch.cuda.device_count()} CUDA device(s)")
+                             f"{cuda_device_count()} CUDA device(s)")
         base = torch.device("cuda", local_rank)
         torch.cuda.set_device(base)
     if not dist.is_initialized():

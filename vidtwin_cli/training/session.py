@@ -6,6 +6,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -16,6 +17,7 @@ import torch.distributed as torch_dist
 
 from ..errors import InputError, ModelError, UsageError
 from ..lpips_weights import load_lpips
+from ..runtime import slow_bf16_warning
 from ..weights import build_model, read_model_file, resolve_model
 from .autoencoder import AutoencoderTask, fresh_model, training_metadata
 from .checkpointing import RunDir
@@ -23,6 +25,8 @@ from .config import TrainConfig, config_from_dict, read_config_file, resolve_con
 from .data import ClipDataset, clip_loader, describe, list_videos, probe_videos, validation_clips
 from .distributed import DistContext, init_distributed, shutdown_distributed
 from .loop import LoopSettings, StepProgress, run_loop
+
+log = logging.getLogger(__name__)
 
 Report = Callable[[str], None]
 
@@ -93,6 +97,8 @@ def _train(req: TrainRequest, dist: DistContext, progress: StepProgress | None, 
     run = RunDir(req.out)
     resume_step = open_run(run, req.resume)
     config, model = _config(req, run, resume_step)
+    if config.precision == "bf16" and (slow := slow_bf16_warning(dist.device, torch.bfloat16)):
+        log.warning(slow)
     if not config.data.train:
         raise UsageError("no training videos: pass --data DIR|LIST|VIDEO (or data.train in the config file)")
 
