@@ -89,7 +89,7 @@ def render_frame(index: int, width: int, height: int) -> np.ndarray:
 def write_test_video(path: Path, width: int = 48, height: int = 40, frames: int = 17, fps: Fraction = Fraction(25),
                      pts: list[int] | None = None, time_base: Fraction | None = None, codec: str = "libx264",
                      format: str | None = None, rotation: int | None = None,
-                     sample_aspect: Fraction | None = None) -> Path:
+                     sample_aspect: Fraction | None = None, pix_fmt: str | None = None) -> Path:
     """Write a small real video with PyAV (independently of vidtwin's writer).
 
     Odd sizes use yuv444p (4:2:0 needs even sides). `pts` (with `time_base`) gives variable frame
@@ -98,7 +98,7 @@ def write_test_video(path: Path, width: int = 48, height: int = 40, frames: int 
     makes the pixels non-square (anamorphic video).
     """
     formats = {f.name for f in av.Codec(codec, "w").video_formats}
-    pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 and "yuv420p" in formats else "yuv444p"
+    pix_fmt = pix_fmt or ("yuv420p" if width % 2 == 0 and height % 2 == 0 and "yuv420p" in formats else "yuv444p")
     time_base = time_base or 1 / fps
     with av.open(str(path), "w", format=format) as container:
         stream = container.add_stream(codec, rate=fps)

@@ -52,6 +52,25 @@ def test_round_trip_keeps_size_count_and_rate(cli, tmp_path, width, height, fram
     assert (n, w, h, rate) == (frames, width, height, Fraction(30000, 1001))
 
 
+@pytest.mark.parametrize(("name", "codec", "pix_fmt"), [
+    ("mpeg4.avi", "mpeg4", "yuv420p"),
+    ("vp9.webm", "libvpx-vp9", "yuv420p"),
+    ("mjpeg.avi", "mjpeg", "yuvj420p"),  # full-range JPEG levels
+    ("hevc-10bit.mp4", "libx265", "yuv420p10le"),
+    ("gray.mkv", "ffv1", "gray"),
+    ("rgba.mov", "png", "rgba"),
+    ("rgb48.mov", "png", "rgb48be"),
+    ("prores.mov", "prores", "yuv422p10le"),
+], ids=lambda v: v if "." in str(v) else "")
+def test_sources_of_other_codecs_and_pixel_formats_round_trip(cli, tmp_path, name, codec, pix_fmt):
+    """Real files in codecs and pixel formats the sample clips do not have: 10-bit, gray, alpha, 4:2:2."""
+    src = write_test_video(tmp_path / name, 128, 96, 9, codec=codec, pix_fmt=pix_fmt)  # x265 crashes below ~56 px wide
+    encode(cli, src, tmp_path / "a.vtw")
+    decode(cli, tmp_path / "a.vtw", tmp_path / "out.mp4")
+    n, w, h, rate, _ = probe(tmp_path / "out.mp4")
+    assert (n, w, h, rate) == (9, 128, 96, 25)
+
+
 def test_variable_frame_rate_timestamps_survive(cli, tmp_path):
     pts = [0, 3, 4, 9, 10, 11, 20, 21]  # irregular, in 1/30 s ticks
     src = write_test_video(tmp_path / "vfr.mkv", 32, 32, len(pts), fps=Fraction(30), pts=pts, time_base=Fraction(1, 30))
