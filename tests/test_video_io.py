@@ -355,6 +355,7 @@ def test_odd_sizes_use_444_and_even_sizes_420(tmp_path):
     ({"codec": "ffv1", "crf": 10}, "no CRF"),
     ({"crf": 99}, "outside 0..63"),
     ({"format": "bogus"}, "unknown container format"),
+    ({"codec": "libx265"}, "narrower than 64 px"),  # instead of a crash inside x265
 ])
 def test_bad_writer_options_are_usage_errors(tmp_path, kwargs, fragment):
     info = VideoInfo(8, 8, Fraction(25), Fraction(1, 25), 1, 0.04)

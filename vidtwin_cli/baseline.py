@@ -20,7 +20,7 @@ import av
 import numpy as np
 
 from .errors import InputError, UsageError
-from .video_io import VideoReader
+from .video_io import MIN_X265_WIDTH, VideoReader
 
 BASELINE_CODECS = {"libx264": "h264", "libx265": "hevc"}  # encoder -> decoder
 CRF_RANGE = (0.0, 51.0)
@@ -54,10 +54,12 @@ class EncodedStream:
         return self.frames / float(self.fps)
 
 
-def available_codecs() -> list[str]:
-    """The baseline encoders this PyAV build offers, in preference order."""
+def available_codecs(width: int | None = None) -> list[str]:
+    """The baseline encoders this PyAV build offers (for frames `width` px wide), in preference order."""
     out = []
     for name in BASELINE_CODECS:
+        if name == "libx265" and width is not None and width < MIN_X265_WIDTH:
+            continue  # x265 would crash the process
         try:
             av.codec.Codec(name, "w")
         except (av.codec.codec.UnknownCodecError, ValueError):

@@ -30,6 +30,7 @@ from .pipeline import encode_video
 from .runtime import ModelRunner
 from .session import ModelSession
 from .tiling import tiles_to_frames
+from .video_info import VideoInfo
 from .video_io import VideoReader
 
 log = logging.getLogger(__name__)
@@ -168,10 +169,10 @@ def bench_video(
         "rate": rate,
         "runs": results,
         "baselines": [_baseline(src, codec, target, info.duration, cfg.frames, options, sessions[first].device, progress)
-                      for codec in options.baselines if codec in available_codecs()],
+                      for codec in options.baselines if codec in available_codecs(info.width)],
     }  # fmt: skip
     if options.rd:
-        out["rd"] = _rd_sweep(src, reference, workdir, stem, info.duration, sessions[first], options, progress)
+        out["rd"] = _rd_sweep(src, reference, workdir, stem, info, sessions[first], options, progress)
     return out
 
 
@@ -204,11 +205,11 @@ def _baseline(src: Path, codec: str, target: int, duration: float, clip_frames: 
             "search_seconds": seconds, "quality": quality}  # fmt: skip
 
 
-def _rd_sweep(src: Path, reference: Path, workdir: Path, stem: str, duration: float, session: ModelSession,
+def _rd_sweep(src: Path, reference: Path, workdir: Path, stem: str, info: VideoInfo, session: ModelSession,
               options: VideoBenchOptions, progress: ProgressCallback | None) -> dict:  # fmt: skip
     """Rate–distortion points: VidTwin in every latent dtype, baselines over RD_CRFS."""
     loaded, runner = session.load()
-    cfg = loaded.config
+    cfg, duration = loaded.config, info.duration
     tile = cfg.image_size if options.fit == "tile" else None
 
     def point(nbytes: int, quality: dict, **extra: object) -> dict:
@@ -225,7 +226,7 @@ def _rd_sweep(src: Path, reference: Path, workdir: Path, stem: str, duration: fl
         if progress:
             progress(1)
     for codec in options.baselines:
-        if codec not in available_codecs():
+        if codec not in available_codecs(info.width):
             continue
         curves[codec] = []
         for crf in RD_CRFS:

@@ -44,6 +44,8 @@ PIPE_FORMATS: dict[str, dict[str, str]] = {
 }
 # ffmpeg demuxers that turn non-video files into "video" (the tty demuxer renders any text file as ANSI art).
 NOT_VIDEO_FORMATS = {"tty": "a text file"}
+# libx265 corrupts its heap (and aborts the process) on some frames narrower than this (seen at 34-48 px).
+MIN_X265_WIDTH = 64
 BT601, LIMITED_RANGE = 6, 1  # AVCOL_SPC_SMPTE170M, AVCOL_RANGE_MPEG: what swscale's default RGB->YUV produces
 
 
@@ -338,6 +340,9 @@ class VideoWriter:
                              f"(CRF codecs: {', '.join(CRF_CODECS)})")
         if crf is not None and not 0 <= crf <= 63:
             raise UsageError(f"--crf {crf} is outside 0..63")
+        if self._codec.name == "libx265" and width < MIN_X265_WIDTH:
+            raise UsageError(f"libx265 cannot write video narrower than {MIN_X265_WIDTH} px (x265 crashes on "
+                             f"{width}-px frames); use libx264")
         self.crf = crf if crf is not None else DEFAULT_CRF if codec in CRF_CODECS else None
         self.pix_fmt = _pixel_format(self._codec, width, height)
         self.frames_written = 0
