@@ -42,6 +42,15 @@ def err_console() -> Console:
     return Console(stderr=True, highlight=False)
 
 
+def warner(console: Console) -> Callable[[str], None]:
+    """A `warn(message)` that prints one unwrapped `warning: message` line on `console`."""
+
+    def warn(message: str) -> None:
+        console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+
+    return warn
+
+
 def progress_bar(console: Console, quiet: bool = False, unit: str = "frames") -> Progress:
     """A transient progress display on stderr that never redirects stdout.
 

@@ -18,7 +18,7 @@ from ..batch.manifest import JobLog, JobRecord
 from ..batch.ray_backend import RayPool
 from ..batch.runner import BatchSummary, Terminated, plan_local, plan_ray, run_batch, sigterm_raises
 from ..bench_video import VideoBenchOptions
-from ..console import err_console, print_json, progress_bar
+from ..console import err_console, print_json, progress_bar, warner
 from ..container_header import LATENT_DTYPES
 from ..errors import RuntimeFailure, UsageError
 from ..pipeline import VideoOutput
@@ -67,9 +67,7 @@ def _run(settings: Settings, src: Path, out_dir: Path, manifest: Path | None, pa
     """Shared body of every batch command: plan, run with a progress bar, report."""
     precision = precisions[0]  # the workers' session; bench adds one per further precision
     kind, err = settings.kind, err_console()
-
-    def warn(message: str) -> None:
-        err.print(f"warning: {message}", markup=False, soft_wrap=True)
+    warn = warner(err)
 
     index, count = parse_shard(shard) if shard else (0, 1)
     pairs = plan(src, out_dir, settings.suffix, patterns or settings.patterns, root, (index, count))

@@ -13,7 +13,7 @@ from rich.table import Table
 from ..baseline import BASELINE_CODECS
 from ..bench import run_synthetic
 from ..bench_video import VideoBenchOptions, run_videos, video_steps
-from ..console import TaskProgress, err_console, print_json, progress_bar
+from ..console import TaskProgress, err_console, print_json, progress_bar, warner
 from ..errors import UsageError
 from ..lpips_weights import load_lpips
 from ..plotting import plot_report, require_matplotlib
@@ -66,9 +66,7 @@ def command(
         torch.set_num_threads(threads)
     dev = resolve_device(device)
     err = err_console()
-
-    def warn(message: str) -> None:
-        err.print(f"warning: {message}", markup=False)
+    warn = warner(err)
 
     with progress_bar(err, quiet, unit="steps") as bars:
         task = TaskProgress(bars, "bench")

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..atomic import STDIO, check_writable
-from ..console import err_console, print_json, task_progress
+from ..console import err_console, print_json, task_progress, warner
 from ..errors import UsageError
 from ..pipeline import VideoOutput, decode_vtw
 from ..session import ModelSession
@@ -43,8 +43,7 @@ def command(
         raise UsageError("--json and -o - both want stdout; write the video to a file")
     check_writable(output, (source,))
     err = err_console()
-    session = ModelSession(model, device, precision, batch_size, warn=lambda m: err.print(f"warning: {m}", markup=False),
-                           compile=compile)
+    session = ModelSession(model, device, precision, batch_size, warn=warner(err), compile=compile)
     with task_progress(err, source.name, quiet) as task:
         result = decode_vtw(source, output, session, only=only, output=VideoOutput(codec, crf, format), force=force,
                             progress=task.advance, on_start=task.start)  # fmt: skip

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..console import err_console, print_json, task_progress
+from ..console import err_console, print_json, task_progress, warner
 from ..metrics import VideoQuality
 from ..pipeline import decode_vtw, encode_video
 from ..session import ModelSession
@@ -36,7 +36,7 @@ def command(
 ) -> None:
     """Encode and decode the bundled sample clip; print the PSNR and the compression achieved."""
     err = err_console()
-    session = ModelSession(model, device, precision, batch_size=8, warn=lambda m: err.print(f"warning: {m}", markup=False))
+    session = ModelSession(model, device, precision, batch_size=8, warn=warner(err))
     vtw, decoded = out_dir / "sample.vtw", out_dir / "sample.decoded.mp4"
     with task_progress(err, "encode", quiet) as task:
         enc = encode_video(SAMPLE_CLIP, vtw, session, progress=task.advance, on_start=task.start)

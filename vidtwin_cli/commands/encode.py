@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..atomic import STDIO, check_writable
-from ..console import TaskProgress, err_console, print_json, progress_bar
+from ..console import TaskProgress, err_console, print_json, progress_bar, warner
 from ..container_header import LATENT_DTYPES
 from ..errors import RuntimeFailure, UsageError, VidtwinError
 from ..pipeline import encode_video
@@ -69,8 +69,7 @@ def command(
         raise UsageError("two inputs would write the same output; use distinct names or separate runs")
 
     err = err_console()
-    session = ModelSession(model, device, precision, batch_size, warn=lambda m: err.print(f"warning: {m}", markup=False),
-                           compile=compile)
+    session = ModelSession(model, device, precision, batch_size, warn=warner(err), compile=compile)
     results, failures = [], []
     with progress_bar(err, quiet) as bars:
         overall = TaskProgress(bars, "files") if len(jobs) > 1 else None

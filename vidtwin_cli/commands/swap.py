@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from ..atomic import STDIO, check_writable
-from ..console import err_console, print_json, task_progress
+from ..console import err_console, print_json, task_progress, warner
 from ..container_header import LATENT_DTYPES
 from ..errors import UsageError
 from ..pipeline import VideoOutput, swap_vtw
@@ -47,8 +47,7 @@ def command(
         raise UsageError("--json and -o - both want stdout")
     check_writable(output, (structure, dynamics))
     err = err_console()
-    session = ModelSession(model, device, precision, batch_size, warn=lambda m: err.print(f"warning: {m}", markup=False),
-                           compile=compile)
+    session = ModelSession(model, device, precision, batch_size, warn=warner(err), compile=compile)
     with task_progress(err, "swap", quiet) as task:
         result = swap_vtw(structure, dynamics, output, session, span=span, as_vtw=as_vtw, dtype=dtype,
                           output=VideoOutput(codec, crf, format), force=force, progress=task.advance,

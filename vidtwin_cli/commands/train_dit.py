@@ -7,7 +7,7 @@ from typing import Annotated, Any
 
 import typer
 
-from ..console import err_console, print_json, progress_bar
+from ..console import err_console, print_json, progress_bar, warner
 from ..training.config import parse_set
 from ..training.dit_session import DitRequest, train_dit
 from ..training.loop import TrainingInterrupted
@@ -54,9 +54,7 @@ def command(
             if not quiet:
                 bar.console.print(message, markup=False, highlight=False)
 
-        def warn(message: str) -> None:
-            bar.console.print(f"warning: {message}", markup=False, highlight=False)
-
+        warn = warner(bar.console)
         try:
             summary = train_dit(request, progress, report, warn)
         except TrainingInterrupted as e:
