@@ -4,6 +4,10 @@ from __future__ import annotations
 
 import copy
 import math
+import platform
+import resource
+import subprocess
+import sys
 
 import pytest
 import torch
@@ -71,3 +75,27 @@ def test_fp16_overflow_is_recomputed_in_fp32_with_a_warning(tiny_model):
     assert warnings and "recomputing this chunk in fp32" in warnings[0]
     torch.testing.assert_close(out, reference.decode(latents), atol=1e-5, rtol=0)
     assert all(m.weight.dtype == torch.float16 for m in runner.model.modules() if isinstance(m, nn.Linear))
+
+
+FAULTS_OF_A_LATER_64MIB_BUFFER = """
+import resource, sys, torch
+from vidtwin_cli.runtime import reuse_large_buffers
+if sys.argv[1] == "reuse":
+    assert reuse_large_buffers()
+for _ in range(10):  # the heap settles, as it does over a model's first blocks
+    torch.ones(16 << 20)  # 64 MiB: allocated, written and freed
+before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+torch.ones(16 << 20)
+print(resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before)
+"""
+
+
+@pytest.mark.skipif(platform.libc_ver()[0] != "glibc", reason="malloc tuning is glibc-only")
+def test_large_buffers_are_reused_instead_of_mapped_fresh():
+    def faults(mode: str) -> int:
+        out = subprocess.run([sys.executable, "-c", FAULTS_OF_A_LATER_64MIB_BUFFER, mode], capture_output=True, text=True, check=True)
+        return int(out.stdout)
+
+    pages = (64 << 20) // resource.getpagesize()
+    assert faults("default") > pages // 2  # glibc unmapped the first buffer: every page faults in again
+    assert faults("reuse") < pages // 20

@@ -13,12 +13,19 @@ reconstruction ~12 dB closer to float32 at a few percent of the speed (docs/benc
 `compile=True` compiles every ST block with `torch.compile` (one graph serves all blocks of a
 shape). It fuses the elementwise work around the matrix products; the first call pays the compile
 time, which `vidtwin bench --compile` reports so the break-even point is known.
+
+On glibc, placing a model also tells malloc to keep freed large buffers for reuse
+(`reuse_large_buffers`): a model runs the same shapes block after block, and without it each
+buffer over 32 MiB is mapped fresh from the kernel and unmapped again, every block.
 """
 
 from __future__ import annotations
 
 import contextlib
+import ctypes
+import functools
 import logging
+import platform
 from collections.abc import Callable, Iterator
 
 import torch
@@ -71,6 +78,29 @@ def slow_bf16_warning(device: torch.device, dtype: torch.dtype) -> str | None:
     return None
 
 
+# mallopt(3) parameters
+_M_TRIM_THRESHOLD, _M_MMAP_THRESHOLD = -1, -3
+_KEEP_BYTES = 1 << 30
+
+
+@functools.cache
+def reuse_large_buffers() -> bool:
+    """Have glibc serve large allocations from its heap and keep freed memory there (once per process).
+
+    By default glibc maps each allocation over 32 MiB straight from the kernel and unmaps it on
+    free, so every such activation costs page faults and kernel zeroing, in every block: the release
+    model's MLP activations (38 MiB per tile) at batch 1, nearly all of them at batch 2 and up. With
+    both thresholds at 1 GiB the heap settles after a run or two and its buffers are reused (release
+    model, a batch of 2 tiles: 1.4 million page faults per encode+decode before, none after; peak RSS the
+    same, docs/bench.md). The price: the process keeps its heap until it exits. Returns whether
+    the setting took (False off glibc, e.g. macOS or musl, where nothing is changed).
+    """
+    if platform.system() != "Linux" or platform.libc_ver()[0] != "glibc":
+        return False
+    libc = ctypes.CDLL(None)
+    return bool(libc.mallopt(_M_MMAP_THRESHOLD, _KEEP_BYTES)) and bool(libc.mallopt(_M_TRIM_THRESHOLD, _KEEP_BYTES))
+
+
 def resolve_precision(name: str, device: torch.device) -> torch.dtype:
     """fp32 and bf16 everywhere; fp16 on CUDA only (CPU fp16 kernels are slow and not worth it)."""
     if name not in PRECISIONS:
@@ -96,6 +126,7 @@ class ModelRunner:
             raise UsageError("--batch-size must be >= 1")
         self.device, self.dtype, self.batch_size = device, dtype, batch_size
         self.warn = warn or log.warning
+        reuse_large_buffers()
         if slow := slow_bf16_warning(device, dtype):
             self.warn(slow)
         self.model = model.to(device=device, dtype=torch.float32).eval()

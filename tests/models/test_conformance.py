@@ -9,6 +9,7 @@ import torch
 
 from models import PRESETS, Latents, VidTwinAE
 from models.checkpoint import from_official, load_strict, to_official
+from models.layers import Mlp
 
 from ..conftest import REFERENCE
 
@@ -93,3 +94,14 @@ def test_strict_load_names_the_problem(official_fixture):
     weights["extra.weight"] = torch.zeros(1)
     with pytest.raises(ValueError, match=r"missing: conv_in.weight.*unexpected: extra.weight"):
         load_strict(VidTwinAE(cfg), weights)
+
+
+def test_mlp_gelu_in_place_only_where_autograd_does_not_need_it():
+    mlp = Mlp(24, 96)
+    x = torch.randn(2, 5, 24, generator=torch.Generator().manual_seed(0))
+    trained = mlp(x)  # fc1's output is kept for the backward pass
+    trained.square().sum().backward()
+    assert mlp.fc1.weight.grad is not None and mlp.fc1.weight.grad.abs().sum() > 0
+    for mode in (torch.no_grad, torch.inference_mode):
+        with mode():
+            torch.testing.assert_close(mlp(x), trained.detach(), atol=0, rtol=0)
