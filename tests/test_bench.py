@@ -56,8 +56,8 @@ def test_x264_below_its_crf_51_size_switches_to_bitrate_search(make_video, tmp_p
 
 
 SPEED_KEYS = {"precision", "clips", "encode_s", "decode_s", "total_s", "warmup_s", "compiled", "seconds_per_clip",
-              "frames_per_s", "gflop", "gflops_per_s", "matmul_peak_gflops_per_s", "ratio_to_peak", "peak_rss_mib",
-              "peak_cuda_mib", "vs_fp32"}
+              "frames_per_s", "gflop", "gflops_per_s", "matmul_peak_gflops_per_s", "ratio_to_peak",
+              "matmul_sustained_gflops_per_s", "ratio_to_sustained", "peak_rss_mib", "peak_cuda_mib", "vs_fp32"}
 HEADER_KEYS = {"schema", "mode", "model", "environment", "load_seconds", "flops_per_clip", "latent_values_per_clip",
                "compression_rate", "latent_bytes_per_clip"}
 QUALITY_KEYS = {"frames", "psnr", "ssim", "lpips", "flicker_rmse", "clip_seam", "tile_seam", "per_clip"}
@@ -76,6 +76,8 @@ def test_synthetic_bench_json(cli):
     assert len(fp32["total_s"]["runs"]) == 2 and fp32["total_s"]["min"] <= fp32["total_s"]["median"]
     assert fp32["vs_fp32"] is None and bf16["vs_fp32"]["psnr_db"] > 20
     assert 0 < fp32["ratio_to_peak"]["best"] and fp32["peak_rss_mib"] > 0
+    assert len(fp32["matmul_sustained_gflops_per_s"]) == 2 and min(fp32["matmul_sustained_gflops_per_s"]) > 0
+    assert fp32["ratio_to_sustained"]["best"] >= fp32["ratio_to_sustained"]["median"] > 0
     assert set(report["latent_bytes_per_clip"]) == {"fp16", "bf16", "fp32", "int8"}
 
 

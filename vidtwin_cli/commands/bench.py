@@ -97,18 +97,19 @@ def tables(report: dict) -> list[Table]:
     """Rich tables of a report (medians; min and every run are in the JSON): speed, then per video
     quality and size codec by codec."""
     speed = Table(title=f"speed: {report['model']['spec']} on {report['environment']['device']} (median s)")
-    for col in ("precision", "encode", "decode", "frames/s", "GFLOP/s", "of peak", "RSS MiB", "vs fp32 dB"):
+    for col in ("precision", "encode", "decode", "frames/s", "GFLOP/s", "of peak", "of sustained", "RSS MiB", "vs fp32 dB"):
         speed.add_column(col, justify="right")
     for r in report.get("speed", []):
         vs = r["vs_fp32"]
         speed.add_row(r["precision"], _f(r["encode_s"]["median"], ".3g"), _f(r["decode_s"]["median"], ".3g"),
                       _f(r["frames_per_s"]["total"], ".3g"), _f(r["gflops_per_s"]["median"], ".1f"),
-                      _f(r["ratio_to_peak"]["median"], ".0%"), _f(r["peak_rss_mib"], ".0f"), _f(vs and vs["psnr_db"]))  # fmt: skip
+                      _f(r["ratio_to_peak"]["median"], ".0%"), _f(r["ratio_to_sustained"]["median"], ".0%"),
+                      _f(r["peak_rss_mib"], ".0f"), _f(vs and vs["psnr_db"]))  # fmt: skip
     out = [speed]
     for video in report.get("inputs", []):
         for r in video["runs"]:
             speed.add_row(r["precision"], _f(r["encode_s"]["median"], ".3g"), _f(r["decode_s"]["median"], ".3g"),
-                          f"{r['frames_per_s']['encode']:.3g}/{r['frames_per_s']['decode']:.3g}", "-", "-",
+                          f"{r['frames_per_s']['encode']:.3g}/{r['frames_per_s']['decode']:.3g}", "-", "-", "-",
                           _f(r["peak_rss_mib"], ".0f"), "-")  # fmt: skip
         v = video["video"]
         quality = Table(title=f"{Path(video['input']).name}: {v['width']}x{v['height']}, {v['frames']} frames, "
