@@ -12,6 +12,7 @@ from torch.utils.flop_counter import FlopCounterMode
 from models import PRESETS, VidTwinAE
 from vidtwin_cli.baseline import available_codecs, decode_stream, encode_at_bytes
 from vidtwin_cli.flops import model_flops
+from vidtwin_cli.runtime import can_pack_linears
 
 ODD = dataclasses.replace(PRESETS["tiny"], image_size=28, structure_blocks=2, dynamics_blocks=2)  # 7×7 grid: crop path
 
@@ -55,7 +56,7 @@ def test_x264_below_its_crf_51_size_switches_to_bitrate_search(make_video, tmp_p
     assert search["matched"] and abs(stream.bytes / target - 1) <= 0.05
 
 
-SPEED_KEYS = {"precision", "clips", "encode_s", "decode_s", "total_s", "warmup_s", "compiled", "seconds_per_clip",
+SPEED_KEYS = {"precision", "clips", "encode_s", "decode_s", "total_s", "warmup_s", "compiled", "packed_linears", "seconds_per_clip",
               "frames_per_s", "gflop", "gflops_per_s", "matmul_peak_gflops_per_s", "ratio_to_peak",
               "matmul_sustained_gflops_per_s", "ratio_to_sustained", "peak_rss_mib", "peak_cuda_mib", "vs_fp32"}
 HEADER_KEYS = {"schema", "mode", "model", "environment", "load_seconds", "flops_per_clip", "latent_values_per_clip",
@@ -78,6 +79,7 @@ def test_synthetic_bench_json(cli):
     assert 0 < fp32["ratio_to_peak"]["best"] and fp32["peak_rss_mib"] > 0
     assert len(fp32["matmul_sustained_gflops_per_s"]) == 2 and min(fp32["matmul_sustained_gflops_per_s"]) > 0
     assert fp32["ratio_to_sustained"]["best"] >= fp32["ratio_to_sustained"]["median"] > 0
+    assert fp32["packed_linears"] == can_pack_linears(torch.device("cpu"), torch.float32) and not bf16["packed_linears"]
     assert set(report["latent_bytes_per_clip"]) == {"fp16", "bf16", "fp32", "int8"}
 
 

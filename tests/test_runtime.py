@@ -13,7 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from vidtwin_cli.runtime import MATMUL_LAYERS, ModelRunner, cpu_has_native_bf16
+from vidtwin_cli.runtime import MATMUL_LAYERS, ModelRunner, PackedLinear, can_pack_linears, cpu_has_native_bf16
+from vidtwin_cli.weights import resolve_model
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -59,6 +60,24 @@ def test_fp32_runner_is_the_plain_model(tiny_model):
     with torch.no_grad():
         expected = tiny_model.decode(tiny_model.encode(x)).clamp(-1, 1)
     torch.testing.assert_close(runner.decode(runner.encode(x)), expected, atol=1e-5, rtol=0)
+
+
+@pytest.mark.skipif(not can_pack_linears(torch.device("cpu"), torch.float32), reason="this torch has no oneDNN linear ops")
+def test_fp32_cpu_runner_packs_every_linear_once(tiny_model):
+    linears = sum(isinstance(m, nn.Linear) for m in tiny_model.modules())
+    runner = ModelRunner(copy.deepcopy(tiny_model), torch.device("cpu"), torch.float32)
+    assert sum(isinstance(m, PackedLinear) for m in runner.model.modules()) == linears
+    assert not any(isinstance(m, nn.Linear) for m in runner.model.modules())
+    assert sum(p.numel() for p in runner.model.parameters()) == sum(p.numel() for p in tiny_model.parameters())
+    compiled = ModelRunner(copy.deepcopy(tiny_model), torch.device("cpu"), torch.float32, compile=True)
+    assert not any(isinstance(m, PackedLinear) for m in compiled.model.modules())  # inductor packs its own
+
+
+@pytest.mark.parametrize("precision", [torch.float32, torch.bfloat16])
+def test_placing_a_model_keeps_its_fingerprint(precision):
+    loaded = resolve_model("tiny")
+    ModelRunner(loaded.model, torch.device("cpu"), precision, warn=lambda _: None)  # packs or casts in place
+    assert loaded.sha256 == resolve_model("tiny").sha256  # what .vtw files record and decode checks
 
 
 @pytest.mark.cuda

@@ -20,7 +20,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 import torch
-import torch.nn.functional as F
+from torch import nn
 
 from models import Latents, VidTwinAE, VidTwinConfig
 
@@ -29,7 +29,7 @@ from .container_header import LATENT_DTYPES, tensor_layout
 from .flops import model_flops
 from .metrics import json_float, json_ready, psnr_from_mse
 from .model_info import parameter_counts
-from .runtime import PRECISIONS, ModelRunner, cpu_has_native_bf16, resolve_precision
+from .runtime import PRECISIONS, ModelRunner, PackedLinear, cpu_has_native_bf16, resolve_precision
 from .weights import LoadedModel, resolve_model
 
 ProgressCallback = Callable[[int], None]
@@ -64,51 +64,54 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
-def _probe_operands(dtype: torch.dtype, device: torch.device, m: int, k: int, n: int) -> tuple[torch.Tensor, torch.Tensor]:
+def _probe(dtype: torch.dtype, device: torch.device, m: int, k: int, n: int, packed: bool) -> tuple[Callable[[], None], int]:
+    """A timed unit of the probe and how many products it runs: an (m, k) input through an (n, k)
+    Linear in `dtype` on `device`, by the kernel the model's Linears run: `PackedLinear` where the
+    runner packs them, else `F.linear` (on a CPU without native bf16 a plain `torch.mm` takes a far
+    slower path than `linear` and would misstate the peak)."""
     gen = torch.Generator(device="cpu").manual_seed(0)
-    return torch.randn(m, k, generator=gen).to(device, dtype), torch.randn(n, k, generator=gen).to(device, dtype)
+    x = torch.randn(m, k, generator=gen).to(device, dtype)
+    layer = nn.Linear(k, n, bias=False)
+    nn.init.normal_(layer.weight, generator=gen)
+    layer = layer.to(device, dtype)
+    layer = PackedLinear(layer, m) if packed else layer
+    inner = 1 if device.type == "cpu" else 20  # GPU products take microseconds: time a burst
 
-
-def _burst(device: torch.device) -> int:
-    return 1 if device.type == "cpu" else 20  # GPU products take microseconds: time a burst
-
-
-def matmul_peak(dtype: torch.dtype, device: torch.device, m: int, k: int, n: int, repeat: int = PROBE_REPEAT) -> float:
-    """Best GFLOP/s of an (m, k) input through an (n, k) weight in `dtype` on `device` (after one warm-up).
-
-    The product is `F.linear`, the kernel every nn.Linear of the model runs: on a CPU without native
-    bf16, a plain `torch.mm` in bf16 takes a far slower path than `linear` and would misstate the peak.
-    """
-    x, weight = _probe_operands(dtype, device, m, k, n)
-    inner = _burst(device)
-    best = float("inf")
-    for i in range(repeat + 1):
-        _sync(device)
-        start = time.perf_counter()
+    @torch.inference_mode()
+    def burst() -> None:
         for _ in range(inner):
-            F.linear(x, weight)
+            layer(x)
         _sync(device)
-        if i:  # the first round is the warm-up
-            best = min(best, (time.perf_counter() - start) / inner)
+
+    return burst, inner
+
+
+def matmul_peak(dtype: torch.dtype, device: torch.device, m: int, k: int, n: int, packed: bool = False,
+                repeat: int = PROBE_REPEAT) -> float:  # fmt: skip
+    """Best GFLOP/s of one product (see `_probe`), after one warm-up."""
+    burst, products = _probe(dtype, device, m, k, n, packed)
+    burst()
+    best = float("inf")
+    for _ in range(repeat):
+        start = time.perf_counter()
+        burst()
+        best = min(best, (time.perf_counter() - start) / products)
     return 2 * m * k * n / best / 1e9
 
 
-def matmul_sustained(dtype: torch.dtype, device: torch.device, m: int, k: int, n: int, seconds: float) -> float:
+def matmul_sustained(dtype: torch.dtype, device: torch.device, m: int, k: int, n: int, seconds: float,
+                     packed: bool = False) -> float:  # fmt: skip
     """GFLOP/s of the `matmul_peak` product run back to back for `seconds` (at least 3 products).
 
     On a shared machine one product can land in a quiet moment that a model run, seconds long,
     cannot; this is the rate the machine keeps up at the time of the run it is set against.
     """
-    x, weight = _probe_operands(dtype, device, m, k, n)
-    inner = _burst(device)
-    F.linear(x, weight)  # warm-up
-    _sync(device)
+    burst, products = _probe(dtype, device, m, k, n, packed)
+    burst()
     start, count = time.perf_counter(), 0
-    while count < 3 * inner or time.perf_counter() - start < seconds:
-        for _ in range(inner):
-            F.linear(x, weight)
-        count += inner
-        _sync(device)
+    while count < 3 * products or time.perf_counter() - start < seconds:
+        burst()
+        count += products
     return 2 * m * k * n * count / (time.perf_counter() - start) / 1e9
 
 
@@ -230,13 +233,14 @@ def speed_bench(
     cfg = model.config
 
     product = (cfg.frames * cfg.grid**2, cfg.hidden_size, int(cfg.hidden_size * cfg.mlp_ratio))  # the MLP's (T·h·w, c) @ (c, 4c)
-    peaks = [matmul_peak(dtype, device, *product) for dtype in dtypes]  # probed before and after the runs; the best counts
+    peaks = [matmul_peak(dtype, device, *product, r.packed) for dtype, r in zip(dtypes, runners)]  # before and after the runs
     memory = PeakMemory(device)
     runs = [_Runs() for _ in runners]
     for rep in range(warmup + repeat):
         for dtype, runner, record in zip(dtypes, runners, runs):
             if rep >= warmup:  # right before the run, as long as the last one (up to SUSTAIN_MAX_S)
-                record.sustained.append(matmul_sustained(dtype, device, *product, min(record.last_s, SUSTAIN_MAX_S)))
+                seconds = min(record.last_s, SUSTAIN_MAX_S)
+                record.sustained.append(matmul_sustained(dtype, device, *product, seconds, runner.packed))
             memory.reset()
             _sync(device)
             t0 = time.perf_counter()
@@ -255,17 +259,18 @@ def speed_bench(
             record.first = record.first or (latents, video)
             if progress:
                 progress(1)
-    peaks = [max(before, matmul_peak(dtype, device, *product)) for before, dtype in zip(peaks, dtypes)]
+    peaks = [max(before, matmul_peak(dtype, device, *product, r.packed)) for before, dtype, r in zip(peaks, dtypes, runners)]
     fp32 = next((r.first for p, r in zip(precisions, runs) if p == "fp32"), None)
     flops = model_flops(cfg).total * clips.shape[0]
     return [
-        _speed_entry(name, record, peak, flops, clips.shape[0], cfg.frames, compile, device, None if name == "fp32" else fp32)
-        for name, record, peak in zip(precisions, runs, peaks)
+        _speed_entry(name, record, peak, flops, clips.shape[0], cfg.frames, compile, r.packed, device,
+                     None if name == "fp32" else fp32)  # fmt: skip
+        for name, record, peak, r in zip(precisions, runs, peaks, runners)
     ]
 
 
 def _speed_entry(name: str, runs: _Runs, peak: float, flops: int, clips: int, frames_per_clip: int, compiled: bool,
-                 device: torch.device, fp32: tuple[Latents, torch.Tensor] | None) -> dict:  # fmt: skip
+                 packed: bool, device: torch.device, fp32: tuple[Latents, torch.Tensor] | None) -> dict:  # fmt: skip
     e, d = Timing(tuple(runs.encode)), Timing(tuple(runs.decode))
     total = Timing(tuple(a + b for a, b in zip(runs.encode, runs.decode)))
     frames = clips * frames_per_clip
@@ -279,6 +284,7 @@ def _speed_entry(name: str, runs: _Runs, peak: float, flops: int, clips: int, fr
         "total_s": total.to_dict(),
         "warmup_s": runs.warmup,
         "compiled": compiled,
+        "packed_linears": packed,
         "seconds_per_clip": {"encode": e.median / clips, "decode": d.median / clips, "total": total.median / clips},
         "frames_per_s": {"encode": frames / e.median, "decode": frames / d.median, "total": frames / total.median},
         "gflop": flops / 1e9,

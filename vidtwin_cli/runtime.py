@@ -14,6 +14,12 @@ reconstruction ~12 dB closer to float32 at a few percent of the speed (docs/benc
 shape). It fuses the elementwise work around the matrix products; the first call pays the compile
 time, which `vidtwin bench --compile` reports so the break-even point is known.
 
+In fp32 on a CPU with oneDNN, every Linear is swapped for a `PackedLinear` whose weight is
+reordered once into oneDNN's blocked layout, so no product repacks its weight per call (the
+release model runs ~10% faster than through `F.linear`, docs/bench.md); `--compile` keeps the
+plain layers and lets inductor do its own. The runner owns its model from then on: the weights'
+fingerprint is taken when the model is loaded (`LoadedModel`), before any cast or packing.
+
 On glibc, placing a model also tells malloc to keep freed large buffers for reuse
 (`reuse_large_buffers`): a model runs the same shapes block after block, and without it each
 buffer over 32 MiB is mapped fresh from the kernel and unmapped again, every block.
@@ -110,6 +116,36 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
     return PRECISIONS[name]
 
 
+class PackedLinear(nn.Module):
+    """An inference-only nn.Linear whose weight lives in oneDNN's blocked layout (packed once)."""
+
+    def __init__(self, linear: nn.Linear, rows: int) -> None:
+        super().__init__()
+        self.in_features, self.out_features = linear.in_features, linear.out_features
+        packed = torch.ops.mkldnn._reorder_linear_weight(linear.weight.detach(), rows)  # `rows`: a size hint
+        self.weight = nn.Parameter(packed, requires_grad=False)  # same shape, so parameter counts hold
+        self.bias = linear.bias
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
+
+
+def can_pack_linears(device: torch.device, dtype: torch.dtype) -> bool:
+    """Packed oneDNN Linears apply to fp32 on a CPU whose torch has oneDNN and the two ops."""
+    ops = ("_reorder_linear_weight", "_linear_pointwise")
+    return (device.type == "cpu" and dtype == torch.float32 and torch.backends.mkldnn.is_available()
+            and all(hasattr(torch.ops.mkldnn, op) for op in ops))  # fmt: skip
+
+
+def pack_linears(model: nn.Module, rows: int) -> int:
+    """Swap every nn.Linear of `model` for a PackedLinear, in place; returns how many."""
+    swaps = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
+             if type(child) is nn.Linear]  # fmt: skip
+    for parent, name, child in swaps:
+        setattr(parent, name, PackedLinear(child, rows))
+    return len(swaps)
+
+
 class ModelRunner:
     """Runs encode/decode on batches of clips on one device in one precision."""
 
@@ -131,6 +167,10 @@ class ModelRunner:
             self.warn(slow)
         self.model = model.to(device=device, dtype=torch.float32).eval()
         self._cast_matmul_weights(dtype)  # once, not per call
+        self.packed = not compile and can_pack_linears(device, dtype)
+        if self.packed:
+            cfg = self.model.config
+            pack_linears(self.model, batch_size * cfg.frames * cfg.grid**2)
         if compile:
             for block in self.model.modules():
                 if isinstance(block, STBlock):

@@ -10,7 +10,7 @@ import hashlib
 import json
 import pickle
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import torch
@@ -35,25 +35,24 @@ WEIGHT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfl
 
 @dataclass
 class LoadedModel:
-    """A ready model (eval mode, fp32, CPU) and where it came from."""
+    """A ready model (eval mode, fp32, CPU) and where it came from.
+
+    The weights' fingerprint is taken on load, before a `ModelRunner` casts or packs them.
+    """
 
     model: VidTwinAE
     spec: str  # what the user passed
     source: str  # "preset", "file" or "hub"
     path: Path | None = None
     metadata: dict[str, str] | None = None
-    _sha256: str | None = None
+    sha256: str = field(init=False)  # see `weights_sha256`
+
+    def __post_init__(self) -> None:
+        self.sha256 = weights_sha256(self.model)
 
     @property
     def config(self) -> VidTwinConfig:
         return self.model.config
-
-    @property
-    def sha256(self) -> str:
-        """Fingerprint of the weights (see `weights_sha256`), computed once."""
-        if self._sha256 is None:
-            self._sha256 = weights_sha256(self.model)
-        return self._sha256
 
 
 def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
