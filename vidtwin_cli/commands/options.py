@@ -13,7 +13,7 @@ DeviceOption = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N o
 PrecisionOption = Annotated[str, typer.Option("--precision", help="fp32, bf16, or fp16 (CUDA only).")]
 BatchOption = Annotated[int, typer.Option("--batch-size", min=1, help="Tiles per model call.")]
 CompileOption = Annotated[bool, typer.Option(
-    "--compile", help="torch.compile the transformer blocks: slower start, faster per clip (docs/bench.md).")]
+    "--compile", help="torch.compile the transformer blocks: slower start; not faster on CPU fp32 (docs/bench.md).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON result object on stdout.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary on stderr.")]
 ForceOption = Annotated[bool, typer.Option("--force", help="Decode even if the weights differ from the file's (warns).")]
