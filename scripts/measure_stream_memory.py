@@ -79,17 +79,14 @@ def encode_peak_rss(video: Path) -> dict:
     """Run `vidtwin encode` on `video` in a child process and report the child's peak RSS."""
     start = time.perf_counter()
     with tempfile.TemporaryDirectory() as tmp:
-        out = Path(tmp) / "out.vtw"
-        cmd = [sys.executable, "-m", "vidtwin_cli", "encode", str(video), "-o", str(out), "--quiet", "--json"]
+        cmd = [sys.executable, "-m", "vidtwin_cli", "encode", str(video), "-o", str(Path(tmp) / "out.vtw"), "--quiet", "--json"]
         done = subprocess.run(cmd, capture_output=True, text=True)
-        if done.returncode != 0:
-            raise SystemExit(f"vidtwin encode {video} failed: {done.stderr.strip()}")
-        vtw_bytes = out.stat().st_size
-    with VideoReader(video) as reader:
-        info = reader.info
-    return {"video": str(video), "frames": info.frame_count, "seconds_of_video": info.duration,
-            "size": f"{info.width}x{info.height}", "wall_s": round(time.perf_counter() - start, 2), "vtw_bytes": vtw_bytes,
-            "baseline_rss_mib": None, "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}
+    if done.returncode != 0:
+        raise SystemExit(f"vidtwin encode {video} failed: {done.stderr.strip()}")
+    result = json.loads(done.stdout)
+    return {"video": str(video), "frames": result["frames"], "seconds_of_video": result["frames"] / result["fps"],
+            "size": f"{result['width']}x{result['height']}", "wall_s": round(time.perf_counter() - start, 2),
+            "vtw_bytes": result["bytes"], "peak_rss_mib": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1)}
 
 
 def measure_in_child(video: Path, encode: bool) -> dict:
