@@ -137,13 +137,12 @@ def can_pack_linears(device: torch.device, dtype: torch.dtype) -> bool:
             and all(hasattr(torch.ops.mkldnn, op) for op in ops))  # fmt: skip
 
 
-def pack_linears(model: nn.Module, rows: int) -> int:
-    """Swap every nn.Linear of `model` for a PackedLinear, in place; returns how many."""
+def pack_linears(model: nn.Module, rows: int) -> None:
+    """Swap every nn.Linear of `model` for a PackedLinear, in place."""
     swaps = [(parent, name, child) for parent in model.modules() for name, child in parent.named_children()
              if type(child) is nn.Linear]  # fmt: skip
     for parent, name, child in swaps:
         setattr(parent, name, PackedLinear(child, rows))
-    return len(swaps)
 
 
 class ModelRunner:
