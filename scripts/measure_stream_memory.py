@@ -27,9 +27,9 @@ from pathlib import Path
 import av
 import numpy as np
 
-from vidtwin_cli.tiling import frames_to_tiles, tiles_to_frames
-from vidtwin_cli.video_info import Geometry
-from vidtwin_cli.video_io import VideoReader, VideoWriter, iter_clips
+from vidtwin_cli.video.tiling import frames_to_tiles, tiles_to_frames
+from vidtwin_cli.video.info import Geometry
+from vidtwin_cli.video.io import VideoReader, VideoWriter, iter_clips
 
 
 def peak_rss_mib() -> float:

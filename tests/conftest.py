@@ -21,7 +21,7 @@ os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="vidtwin-test-hub-")
 
 from models import PRESETS, VidTwinAE  # noqa: E402
 from vidtwin_cli.app import main  # noqa: E402
-from vidtwin_cli.weights import build_model  # noqa: E402
+from vidtwin_cli.codec.weights import build_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 REFERENCE = REPO.parent / "shared" / "reference"

@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import REPO, run_cli, write_test_video
-from vidtwin_cli.container import verify_vtw
-from vidtwin_cli.video_io import VideoReader
+from vidtwin_cli.vtw.container import verify_vtw
+from vidtwin_cli.video.io import VideoReader
 
 # One thread per worker: the tiny model gains nothing from more, and a shared 2-core machine stays responsive.
 TINY = ["--model", "tiny", "--threads", "1"]

@@ -10,9 +10,9 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from models import PRESETS, VidTwinAE
-from vidtwin_cli.baseline import available_codecs, decode_stream, encode_at_bytes
-from vidtwin_cli.flops import model_flops
-from vidtwin_cli.runtime import can_pack_linears
+from vidtwin_cli.bench.baseline import available_codecs, decode_stream, encode_at_bytes
+from vidtwin_cli.bench.flops import model_flops
+from vidtwin_cli.codec.runtime import can_pack_linears
 
 ODD = dataclasses.replace(PRESETS["tiny"], image_size=28, structure_blocks=2, dynamics_blocks=2)  # 7×7 grid: crop path
 
@@ -44,8 +44,8 @@ def test_x264_matches_a_byte_target_within_five_percent(sample_video):
 
 
 def test_x264_below_its_crf_51_size_switches_to_bitrate_search(make_video, tmp_path):
-    from vidtwin_cli.baseline import encode_frames
-    from vidtwin_cli.video_io import VideoReader
+    from vidtwin_cli.bench.baseline import encode_frames
+    from vidtwin_cli.video.io import VideoReader
 
     src = make_video(tmp_path / "clip.mp4", 192, 160, 30)
     with VideoReader(src) as video:

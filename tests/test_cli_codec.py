@@ -11,8 +11,8 @@ import numpy as np
 import pytest
 from safetensors.torch import save_file
 
-from vidtwin_cli.container import read_vtw
-from vidtwin_cli.weights import save_model
+from vidtwin_cli.vtw.container import read_vtw
+from vidtwin_cli.codec.weights import save_model
 
 from .conftest import write_test_video
 
@@ -159,7 +159,7 @@ def write_noise_video(path: Path, width: int, height: int, frames: int) -> Path:
 def active_model(tmp_path_factory, official_fixture) -> Path:
     """The official tiny weights (every path active, unlike a fresh init whose temporal attention is off)."""
     from models import PRESETS
-    from vidtwin_cli.weights import build_model, save_model
+    from vidtwin_cli.codec.weights import build_model, save_model
 
     from .models.test_conformance import official_weights
     from models.checkpoint import from_official

@@ -10,7 +10,7 @@ import torch
 from safetensors.torch import save, save_file
 
 from models import PRESETS
-from vidtwin_cli.weights import build_model, save_model
+from vidtwin_cli.codec.weights import build_model, save_model
 
 from .test_container import forge, tiny_vtw, unpack, vtw_bytes
 

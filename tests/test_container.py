@@ -24,7 +24,7 @@ from safetensors.torch import safe_open
 from safetensors.torch import save as st_save
 
 from models import PRESETS, Latents
-from vidtwin_cli.container import (
+from vidtwin_cli.vtw.container import (
     LATENT_DTYPES,
     ModelRef,
     VtwFile,
@@ -36,9 +36,9 @@ from vidtwin_cli.container import (
     verify_vtw,
     write_vtw,
 )
-from vidtwin_cli.container_header import MAGIC
+from vidtwin_cli.vtw.header import MAGIC
 from vidtwin_cli.errors import ContainerError, InputError, RuntimeFailure, UsageError
-from vidtwin_cli.video_info import Geometry, VideoInfo
+from vidtwin_cli.video.info import Geometry, VideoInfo
 
 from .conftest import DATA, REPO
 

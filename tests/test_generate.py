@@ -9,11 +9,11 @@ import torch
 
 from models import PRESETS, Latents
 from models.dit import DIT_PRESETS, LatentDiT
-from vidtwin_cli.container import read_vtw
-from vidtwin_cli.dit_weights import AutoencoderRef, load_dit_file, save_dit
-from vidtwin_cli.synth import CLASSES
-from vidtwin_cli.video_io import VideoReader
-from vidtwin_cli.weights import resolve_model, save_model
+from vidtwin_cli.vtw.container import read_vtw
+from vidtwin_cli.generation.weights import AutoencoderRef, load_dit_file, save_dit
+from vidtwin_cli.generation.synth import CLASSES
+from vidtwin_cli.video.io import VideoReader
+from vidtwin_cli.codec.weights import resolve_model, save_model
 
 
 @pytest.fixture(scope="module")

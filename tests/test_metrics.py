@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 
 from models.losses import LPIPS
-from vidtwin_cli.metrics import VideoQuality, json_float, lpips_distances, psnr, ssim
+from vidtwin_cli.bench.metrics import VideoQuality, json_float, lpips_distances, psnr, ssim
 
 
 def frames(n: int = 1, h: int = 24, w: int = 20, seed: int = 0) -> np.ndarray:

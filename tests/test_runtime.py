@@ -13,8 +13,8 @@ import pytest
 import torch
 from torch import nn
 
-from vidtwin_cli.runtime import MATMUL_LAYERS, ModelRunner, PackedLinear, can_pack_linears, cpu_has_native_bf16
-from vidtwin_cli.weights import resolve_model
+from vidtwin_cli.codec.runtime import MATMUL_LAYERS, ModelRunner, PackedLinear, can_pack_linears, cpu_has_native_bf16
+from vidtwin_cli.codec.weights import resolve_model
 
 
 def psnr(a: torch.Tensor, b: torch.Tensor) -> float:
@@ -98,7 +98,7 @@ def test_fp16_overflow_is_recomputed_in_fp32_with_a_warning(tiny_model):
 
 FAULTS_OF_A_LATER_64MIB_BUFFER = """
 import resource, sys, torch
-from vidtwin_cli.runtime import reuse_large_buffers
+from vidtwin_cli.codec.runtime import reuse_large_buffers
 if sys.argv[1] == "reuse":
     assert reuse_large_buffers()
 for _ in range(10):  # the heap settles, as it does over a model's first blocks

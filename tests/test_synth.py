@@ -7,9 +7,9 @@ import json
 import numpy as np
 import pytest
 
-from vidtwin_cli.labels import labels_from_folders, read_labels
-from vidtwin_cli.synth import CLASSES, SynthSettings, classify_video, motion_direction, render
-from vidtwin_cli.video_io import VideoReader
+from vidtwin_cli.generation.labels import labels_from_folders, read_labels
+from vidtwin_cli.generation.synth import CLASSES, SynthSettings, classify_video, motion_direction, render
+from vidtwin_cli.video.io import VideoReader
 
 
 @pytest.fixture(scope="module")

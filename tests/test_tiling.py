@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from vidtwin_cli.tiling import frames_to_tiles, tiles_to_frames
-from vidtwin_cli.video_info import Geometry
+from vidtwin_cli.video.tiling import frames_to_tiles, tiles_to_frames
+from vidtwin_cli.video.info import Geometry
 
 TILE = 32
 

@@ -6,8 +6,8 @@ import json
 
 import pytest
 
-from vidtwin_cli.dit_weights import load_dit_file
-from vidtwin_cli.synth import SynthSettings, write_dataset
+from vidtwin_cli.generation.weights import load_dit_file
+from vidtwin_cli.generation.synth import SynthSettings, write_dataset
 
 TRAIN = ["--ae", "tiny", "--preset", "tiny", "--batch-size", 4, "--log-every", 1, "--device", "cpu", "--quiet"]
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 
 from vidtwin_cli.errors import InputError, UsageError
-from vidtwin_cli.video_info import VideoInfo
-from vidtwin_cli.video_io import VideoReader, VideoWriter, iter_clips
+from vidtwin_cli.video.info import VideoInfo
+from vidtwin_cli.video.io import VideoReader, VideoWriter, iter_clips
 
 from .conftest import render_frame
 
@@ -121,7 +121,7 @@ def test_display_rotation_is_applied_so_frames_come_upright(make_video, tmp_path
 
 def test_a_rotation_that_is_not_a_quarter_turn_is_ignored_with_one_warning(make_video, tmp_path, caplog):
     src = make_video(tmp_path / "tilted.mp4", width=64, height=48, frames=3, rotation=45)
-    with caplog.at_level("WARNING", logger="vidtwin_cli.video_io"):
+    with caplog.at_level("WARNING", logger="vidtwin_cli.video.io"):
         frames, info = read_all(src)
     assert (info.width, info.height) == (64, 48) and len(frames) == 3
     assert [r.getMessage() for r in caplog.records] == [f"{src}: display rotation 45° is not a multiple of 90°; "
@@ -182,7 +182,7 @@ def test_clips_from_a_real_video(sample_video):
 
 PIPE_WRITE = """
 import sys
-from vidtwin_cli.video_io import VideoReader, VideoWriter
+from vidtwin_cli.video.io import VideoReader, VideoWriter
 with VideoReader(sys.argv[1]) as video:
     frames = list(video)
 with VideoWriter("-", video.info, video.width, video.height, format=sys.argv[2]) as out:
@@ -191,7 +191,7 @@ with VideoWriter("-", video.info, video.width, video.height, format=sys.argv[2])
 """
 PIPE_READ = """
 import sys
-from vidtwin_cli.video_io import VideoReader
+from vidtwin_cli.video.io import VideoReader
 with VideoReader("-", format=sys.argv[1]) as video:
     n = sum(1 for _ in video)
 i = video.info

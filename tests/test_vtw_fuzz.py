@@ -17,7 +17,7 @@ from collections.abc import Callable
 import pytest
 import torch
 
-from vidtwin_cli.container import read_vtw, verify_vtw
+from vidtwin_cli.vtw.container import read_vtw, verify_vtw
 from vidtwin_cli.errors import ContainerError
 
 from .test_container import forge, tiny_vtw, unpack, vtw_bytes

@@ -13,7 +13,7 @@ from safetensors.torch import save_file
 from models import PRESETS, VidTwinAE
 from models.checkpoint import to_official
 from vidtwin_cli.errors import InputError, ModelError
-from vidtwin_cli.weights import build_model, resolve_model, save_model, weights_sha256
+from vidtwin_cli.codec.weights import build_model, resolve_model, save_model, weights_sha256
 
 from .models.test_conformance import official_weights
 

@@ -1,3 +1,3 @@
-from .app import entry
+from vidtwin_cli.app import entry
 
 entry()

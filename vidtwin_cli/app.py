@@ -12,14 +12,14 @@ from typing import Annotated
 
 import typer
 
-from . import __version__
-from .commands import convert, decode, demo, encode, info, inspect, swap, verify
-from .commands import datasets, generate
-from .commands import train
-from .commands import batch
-from .commands import bench
-from .console import err_console
-from .errors import VidtwinError
+from vidtwin_cli import __version__
+from vidtwin_cli.commands import convert, decode, demo, encode, info, inspect, swap, verify
+from vidtwin_cli.commands import datasets, generate
+from vidtwin_cli.commands import train
+from vidtwin_cli.commands import batch
+from vidtwin_cli.commands import bench
+from vidtwin_cli.console import err_console
+from vidtwin_cli.errors import VidtwinError
 
 app = typer.Typer(
     name="vidtwin",

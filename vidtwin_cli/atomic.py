@@ -10,7 +10,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import BinaryIO
 
-from .errors import InputError
+from vidtwin_cli.errors import InputError
 
 STDIO = "-"
 

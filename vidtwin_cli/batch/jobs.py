@@ -18,15 +18,15 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from ..container import open_vtw
-from ..errors import ContainerError, InputError, VidtwinError
-from ..pipeline import VideoOutput, decode_vtw, encode_video
-from ..session import ModelSession
-from ..video_io import VideoReader
-from ..weights import DEFAULT_MODEL
-from .bench_job import BenchRunner, BenchSettings, finished_report
-from .inputs import VIDEO_PATTERNS, VTW_PATTERNS
-from .manifest import JobRecord, utc_now
+from vidtwin_cli.vtw.container import open_vtw
+from vidtwin_cli.errors import ContainerError, InputError, VidtwinError
+from vidtwin_cli.codec.pipeline import VideoOutput, decode_vtw, encode_video
+from vidtwin_cli.codec.model_session import ModelSession
+from vidtwin_cli.video.io import VideoReader
+from vidtwin_cli.codec.weights import DEFAULT_MODEL
+from vidtwin_cli.batch.bench_job import BenchRunner, BenchSettings, finished_report
+from vidtwin_cli.batch.inputs import VIDEO_PATTERNS, VTW_PATTERNS
+from vidtwin_cli.batch.manifest import JobRecord, utc_now
 
 Kind = Literal["encode", "decode", "bench"]
 Progress = Callable[[int], None] | None

@@ -18,8 +18,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
 
-from ..atomic import atomic_output
-from ..errors import InputError
+from vidtwin_cli.atomic import atomic_output
+from vidtwin_cli.errors import InputError
 
 Status = Literal["ok", "failed"]
 

@@ -21,8 +21,8 @@ from typing import Any
 
 import torch
 
-from ..errors import RuntimeFailure, UsageError
-from .jobs import Job, JobCancelled, Outcome, Worker, WorkerSpec, lost, remove_temporaries
+from vidtwin_cli.errors import RuntimeFailure, UsageError
+from vidtwin_cli.batch.jobs import Job, JobCancelled, Outcome, Worker, WorkerSpec, lost, remove_temporaries
 
 INSTALL_HINT = "pip install 'vidtwin[ray]'"
 LOCAL = "local"  # --ray local: start a private Ray instance on this machine

@@ -20,11 +20,11 @@ from typing import Any, Literal, Protocol
 
 import torch
 
-from ..errors import UsageError
-from ..runtime import cuda_device_count, resolve_device, resolve_precision
-from .inputs import InputFile
-from .jobs import Job, Outcome, WorkerSpec, finished_output, hidden_names, remove_temporaries
-from .manifest import JobLog, JobRecord
+from vidtwin_cli.errors import UsageError
+from vidtwin_cli.codec.runtime import cuda_device_count, resolve_device, resolve_precision
+from vidtwin_cli.batch.inputs import InputFile
+from vidtwin_cli.batch.jobs import Job, Outcome, WorkerSpec, finished_output, hidden_names, remove_temporaries
+from vidtwin_cli.batch.manifest import JobLog, JobRecord
 
 FileState = Literal["ok", "failed", "skipped"]
 RAY_DEVICES = ("cpu", "cuda", "auto")

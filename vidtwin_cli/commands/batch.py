@@ -9,23 +9,23 @@ from typing import Annotated
 
 import typer
 
-from ..baseline import BASELINE_CODECS
-from ..batch.bench_job import LPIPS_OFF, BenchSettings
-from ..batch.inputs import parse_shard, plan
-from ..batch.jobs import DecodeSettings, EncodeSettings, Settings, WorkerSpec
-from ..batch.local import LocalPool
-from ..batch.manifest import JobLog, JobRecord
-from ..batch.ray_backend import RayPool
-from ..batch.runner import BatchSummary, Terminated, plan_local, plan_ray, run_batch, sigterm_raises
-from ..bench_video import VideoBenchOptions
-from ..console import err_console, print_json, progress_bar, warner
-from ..container_header import LATENT_DTYPES
-from ..errors import RuntimeFailure, UsageError
-from ..pipeline import VideoOutput
-from ..video_info import FIT_MODES, VideoInfo
-from ..video_io import VideoWriter
-from .decode import ONLY
-from .options import (
+from vidtwin_cli.bench.baseline import BASELINE_CODECS
+from vidtwin_cli.batch.bench_job import LPIPS_OFF, BenchSettings
+from vidtwin_cli.batch.inputs import parse_shard, plan
+from vidtwin_cli.batch.jobs import DecodeSettings, EncodeSettings, Settings, WorkerSpec
+from vidtwin_cli.batch.local import LocalPool
+from vidtwin_cli.batch.manifest import JobLog, JobRecord
+from vidtwin_cli.batch.ray_backend import RayPool
+from vidtwin_cli.batch.runner import BatchSummary, Terminated, plan_local, plan_ray, run_batch, sigterm_raises
+from vidtwin_cli.bench.video import VideoBenchOptions
+from vidtwin_cli.console import err_console, print_json, progress_bar, warner
+from vidtwin_cli.vtw.header import LATENT_DTYPES
+from vidtwin_cli.errors import RuntimeFailure, UsageError
+from vidtwin_cli.codec.pipeline import VideoOutput
+from vidtwin_cli.video.info import FIT_MODES, VideoInfo
+from vidtwin_cli.video.io import VideoWriter
+from vidtwin_cli.commands.decode import ONLY
+from vidtwin_cli.commands.options import (
     BatchOption, CodecOption, CompileOption, CrfOption, DeviceOption, JsonOption, ModelOption, PrecisionOption,
     QuietOption,
 )  # fmt: skip

@@ -10,15 +10,15 @@ import torch
 import typer
 from rich.table import Table
 
-from ..baseline import BASELINE_CODECS
-from ..bench import run_synthetic
-from ..bench_video import VideoBenchOptions, run_videos, video_steps
-from ..console import TaskProgress, err_console, print_json, progress_bar, warner
-from ..errors import UsageError
-from ..lpips_weights import load_lpips
-from ..plotting import plot_report, require_matplotlib
-from ..runtime import PRECISIONS, resolve_device
-from .options import BatchOption, DeviceOption, JsonOption, ModelOption, QuietOption
+from vidtwin_cli.bench.baseline import BASELINE_CODECS
+from vidtwin_cli.bench.speed import run_synthetic
+from vidtwin_cli.bench.video import VideoBenchOptions, run_videos, video_steps
+from vidtwin_cli.console import TaskProgress, err_console, print_json, progress_bar, warner
+from vidtwin_cli.errors import UsageError
+from vidtwin_cli.bench.lpips_weights import load_lpips
+from vidtwin_cli.bench.plotting import plot_report, require_matplotlib
+from vidtwin_cli.codec.runtime import PRECISIONS, resolve_device
+from vidtwin_cli.commands.options import BatchOption, DeviceOption, JsonOption, ModelOption, QuietOption
 
 LPIPS_NETS = ("alex", "vgg", "off")
 

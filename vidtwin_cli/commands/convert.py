@@ -10,10 +10,10 @@ import typer
 
 from models import PRESETS, VidTwinConfig
 
-from ..atomic import check_writable
-from ..console import err_console, print_json
-from ..errors import InputError, UsageError
-from ..weights import WEIGHT_DTYPES, build_model, read_official_checkpoint, save_model
+from vidtwin_cli.atomic import check_writable
+from vidtwin_cli.console import err_console, print_json
+from vidtwin_cli.errors import InputError, UsageError
+from vidtwin_cli.codec.weights import WEIGHT_DTYPES, build_model, read_official_checkpoint, save_model
 
 
 def _config(spec: str) -> VidTwinConfig:

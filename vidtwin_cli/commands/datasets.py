@@ -7,10 +7,10 @@ from typing import Annotated
 
 import typer
 
-from ..console import err_console, print_json, progress_bar
-from ..errors import InputError
-from ..labels import LABELS_FILE, labels_from_folders, read_labels
-from ..synth import CLASSES, SynthSettings, classify_video, write_dataset
+from vidtwin_cli.console import err_console, print_json, progress_bar
+from vidtwin_cli.errors import InputError
+from vidtwin_cli.generation.labels import LABELS_FILE, labels_from_folders, read_labels
+from vidtwin_cli.generation.synth import CLASSES, SynthSettings, classify_video, write_dataset
 
 app = typer.Typer(no_args_is_help=True, help="Built-in datasets: make synth-motion, score videos with its classifier.")
 

@@ -7,12 +7,12 @@ from typing import Annotated
 
 import typer
 
-from ..atomic import STDIO, check_writable
-from ..console import err_console, print_json, task_progress, warner
-from ..errors import UsageError
-from ..pipeline import VideoOutput, decode_vtw
-from ..session import ModelSession
-from .options import (
+from vidtwin_cli.atomic import STDIO, check_writable
+from vidtwin_cli.console import err_console, print_json, task_progress, warner
+from vidtwin_cli.errors import UsageError
+from vidtwin_cli.codec.pipeline import VideoOutput, decode_vtw
+from vidtwin_cli.codec.model_session import ModelSession
+from vidtwin_cli.commands.options import (
     BatchOption, CodecOption, CompileOption, CrfOption, DeviceOption, ForceOption, FormatOption, JsonOption,
     ModelOption, PrecisionOption, QuietOption,
 )  # fmt: skip

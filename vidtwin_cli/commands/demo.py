@@ -8,13 +8,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..console import err_console, print_json, task_progress, warner
-from ..metrics import VideoQuality
-from ..pipeline import decode_vtw, encode_video
-from ..session import ModelSession
-from ..video_io import VideoReader
-from ..weights import SAMPLE_CLIP
-from .options import DeviceOption, JsonOption, ModelOption, PrecisionOption, QuietOption
+from vidtwin_cli.console import err_console, print_json, task_progress, warner
+from vidtwin_cli.bench.metrics import VideoQuality
+from vidtwin_cli.codec.pipeline import decode_vtw, encode_video
+from vidtwin_cli.codec.model_session import ModelSession
+from vidtwin_cli.video.io import VideoReader
+from vidtwin_cli.codec.weights import SAMPLE_CLIP
+from vidtwin_cli.commands.options import DeviceOption, JsonOption, ModelOption, PrecisionOption, QuietOption
 
 
 def compare(source: Path, decoded: Path, clip_frames: int) -> dict:

@@ -7,14 +7,14 @@ from typing import Annotated
 
 import typer
 
-from ..atomic import STDIO, check_writable
-from ..console import TaskProgress, err_console, print_json, progress_bar, warner
-from ..container_header import LATENT_DTYPES
-from ..errors import RuntimeFailure, UsageError, VidtwinError
-from ..pipeline import encode_video
-from ..session import ModelSession
-from ..video_info import FIT_MODES
-from .options import (
+from vidtwin_cli.atomic import STDIO, check_writable
+from vidtwin_cli.console import TaskProgress, err_console, print_json, progress_bar, warner
+from vidtwin_cli.vtw.header import LATENT_DTYPES
+from vidtwin_cli.errors import RuntimeFailure, UsageError, VidtwinError
+from vidtwin_cli.codec.pipeline import encode_video
+from vidtwin_cli.codec.model_session import ModelSession
+from vidtwin_cli.video.info import FIT_MODES
+from vidtwin_cli.commands.options import (
     BatchOption, CompileOption, DeviceOption, FormatOption, JsonOption, ModelOption, PrecisionOption, QuietOption,
 )  # fmt: skip
 

@@ -7,11 +7,11 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..console import err_console, print_json
-from ..dit_weights import resolve_dit
-from ..errors import UsageError
-from ..model_info import describe, describe_dit
-from ..weights import resolve_model
+from vidtwin_cli.console import err_console, print_json
+from vidtwin_cli.generation.weights import resolve_dit
+from vidtwin_cli.errors import UsageError
+from vidtwin_cli.codec.model_info import describe, describe_dit
+from vidtwin_cli.codec.weights import resolve_model
 
 ModelOption = Annotated[
     str | None, typer.Option("--model", "-m", help="Preset name, .safetensors path or hub id org/name[@rev].")

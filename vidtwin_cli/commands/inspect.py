@@ -9,8 +9,8 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from ..console import err_console, print_json
-from ..container import inspect_vtw
+from vidtwin_cli.console import err_console, print_json
+from vidtwin_cli.vtw.container import inspect_vtw
 
 VtwArgument = Annotated[Path, typer.Argument(metavar="FILE.vtw", help="A .vtw file, or - for stdin.")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON object on stdout.")]

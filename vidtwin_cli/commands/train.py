@@ -14,11 +14,11 @@ from typing import Annotated, Any
 
 import typer
 
-from ..console import err_console, print_json, progress_bar
-from ..training.config import parse_set
-from ..training.loop import TrainingInterrupted
-from ..training.session import TrainRequest, train_autoencoder
-from . import train_dit
+from vidtwin_cli.console import err_console, print_json, progress_bar
+from vidtwin_cli.training.config import parse_set
+from vidtwin_cli.training.loop import TrainingInterrupted
+from vidtwin_cli.training.ae_run import TrainRequest, train_autoencoder
+from vidtwin_cli.commands import train_dit
 
 app = typer.Typer(no_args_is_help=True, help="Train models on your own videos.")
 

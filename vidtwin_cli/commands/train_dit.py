@@ -7,11 +7,11 @@ from typing import Annotated, Any
 
 import typer
 
-from ..console import err_console, print_json, progress_bar, warner
-from ..training.config import parse_set
-from ..training.dit_session import DitRequest, train_dit
-from ..training.loop import TrainingInterrupted
-from .options import JsonOption, QuietOption
+from vidtwin_cli.console import err_console, print_json, progress_bar, warner
+from vidtwin_cli.training.config import parse_set
+from vidtwin_cli.training.dit_run import DitRequest, train_dit
+from vidtwin_cli.training.loop import TrainingInterrupted
+from vidtwin_cli.commands.options import JsonOption, QuietOption
 
 
 def command(

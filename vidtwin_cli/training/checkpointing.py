@@ -20,8 +20,8 @@ from typing import Any
 
 import torch
 
-from ..atomic import atomic_path
-from ..errors import InputError
+from vidtwin_cli.atomic import atomic_path
+from vidtwin_cli.errors import InputError
 
 STATE_FORMAT = "vidtwin-train-state"
 STATE_VERSION = 1

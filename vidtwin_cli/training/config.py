@@ -16,7 +16,7 @@ from typing import Any
 from models import PRESETS, VidTwinConfig
 from models.objective import ObjectiveConfig
 
-from ..errors import InputError, UsageError
+from vidtwin_cli.errors import InputError, UsageError
 
 RESIZE_MODES = ("short-side", "native")
 CROP_MODES = ("random", "center")

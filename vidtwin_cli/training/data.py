@@ -21,9 +21,9 @@ import torch
 import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
-from ..errors import InputError
-from ..video_io import VideoReader
-from .config import DataConfig
+from vidtwin_cli.errors import InputError
+from vidtwin_cli.video.io import VideoReader
+from vidtwin_cli.training.config import DataConfig
 
 log = logging.getLogger(__name__)
 

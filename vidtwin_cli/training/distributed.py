@@ -12,8 +12,8 @@ from dataclasses import dataclass
 import torch
 import torch.distributed as dist
 
-from ..errors import RuntimeFailure, UsageError
-from ..runtime import cuda_device_count, resolve_device
+from vidtwin_cli.errors import RuntimeFailure, UsageError
+from vidtwin_cli.codec.runtime import cuda_device_count, resolve_device
 
 
 @dataclass(frozen=True)

@@ -18,11 +18,11 @@ import torch
 
 from models import Latents
 
-from ..container import open_vtw, read_vtw
-from ..errors import ContainerError, InputError, UsageError
-from ..labels import labels_from_folders, read_labels
-from ..pipeline import encode_video
-from ..session import ModelSession
+from vidtwin_cli.vtw.container import open_vtw, read_vtw
+from vidtwin_cli.errors import ContainerError, InputError, UsageError
+from vidtwin_cli.generation.labels import labels_from_folders, read_labels
+from vidtwin_cli.codec.pipeline import encode_video
+from vidtwin_cli.codec.model_session import ModelSession
 
 log = logging.getLogger(__name__)
 

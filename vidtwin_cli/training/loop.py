@@ -26,8 +26,8 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
-from .checkpointing import MetricsLog, RunDir
-from .distributed import DistContext
+from vidtwin_cli.training.checkpointing import MetricsLog, RunDir
+from vidtwin_cli.training.distributed import DistContext
 
 class TrainingInterrupted(KeyboardInterrupt):
     """Stopped by a signal after saving the checkpoint of `step` (still a KeyboardInterrupt: exit 130)."""

@@ -5,8 +5,8 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-from .atomic import atomic_path
-from .errors import UsageError
+from vidtwin_cli.atomic import atomic_path
+from vidtwin_cli.errors import UsageError
 
 INSTALL_HINT = "--plot needs matplotlib: pip install 'vidtwin[plot]' (or pip install matplotlib)"
 QUALITY_AXES = (("psnr", "PSNR (dB), higher is better"), ("ssim", "SSIM, higher is better"),

@@ -1,7 +1,7 @@
 """What a `.vtw` says about itself: magic, version, the JSON header and the tensors it implies.
 
 docs/vtw-format.md sections 2-4 and 7. `container.py` reads and writes files with these rules;
-`container_bytes.py` handles the safetensors framing around them.
+`bytes.py` handles the safetensors framing around them.
 """
 
 from __future__ import annotations
@@ -15,10 +15,10 @@ from typing import Any, Literal
 
 from models import VidTwinConfig
 
-from . import __version__
-from .container_bytes import Entries, Layout, short, strict_json
-from .errors import ContainerError
-from .video_info import Geometry, VideoInfo
+from vidtwin_cli import __version__
+from vidtwin_cli.vtw.bytes import Entries, Layout, short, strict_json
+from vidtwin_cli.errors import ContainerError
+from vidtwin_cli.video.info import Geometry, VideoInfo
 
 MAGIC = "vidtwin.vtw"
 VERSION = (1, 1)  # (major, minor): readers reject another major, accept a newer minor

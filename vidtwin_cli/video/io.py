@@ -18,9 +18,9 @@ from types import TracebackType
 import av
 import numpy as np
 
-from .atomic import STDIO, atomic_path
-from .errors import InputError, RuntimeFailure, UsageError
-from .video_info import VideoInfo
+from vidtwin_cli.atomic import STDIO, atomic_path
+from vidtwin_cli.errors import InputError, RuntimeFailure, UsageError
+from vidtwin_cli.video.info import VideoInfo
 
 log = logging.getLogger(__name__)
 

@@ -20,13 +20,13 @@ from safetensors.torch import load_file, safe_open, save_file
 from models import PRESETS, VidTwinAE, VidTwinConfig
 from models.checkpoint import from_official, load_strict
 
-from .atomic import atomic_path
-from .errors import InputError, ModelError
+from vidtwin_cli.atomic import atomic_path
+from vidtwin_cli.errors import InputError, ModelError
 
 MODEL_FORMAT = "vidtwin-ae"
 MODEL_FILENAME = "model.safetensors"  # the file looked up in a hub repository
-BUNDLED_MODEL = Path(__file__).parent / "data" / "vidtwin-small.safetensors"
-SAMPLE_CLIP = Path(__file__).parent / "data" / "sample.mp4"  # our own procedural footage (scripts/make_sample_clip.py)
+BUNDLED_MODEL = Path(__file__).parents[1] / "data" / "vidtwin-small.safetensors"
+SAMPLE_CLIP = Path(__file__).parents[1] / "data" / "sample.mp4"  # our own procedural footage (scripts/make_sample_clip.py)
 DEFAULT_MODEL = "default"  # the trained small model shipped in the package (docs/model-card.md)
 PRESET_SEED = 0
 HUB_ID = re.compile(r"^[A-Za-z0-9][\w.-]*/[\w.-]+(@[\w./-]+)?$")

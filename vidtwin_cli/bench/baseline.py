@@ -19,8 +19,8 @@ from pathlib import Path
 import av
 import numpy as np
 
-from .errors import InputError, UsageError
-from .video_io import MIN_X265_WIDTH, VideoReader
+from vidtwin_cli.errors import InputError, UsageError
+from vidtwin_cli.video.io import MIN_X265_WIDTH, VideoReader
 
 BASELINE_CODECS = {"libx264": "h264", "libx265": "hevc"}  # encoder -> decoder
 CRF_RANGE = (0.0, 51.0)

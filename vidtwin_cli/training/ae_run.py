@@ -15,16 +15,16 @@ from typing import Any
 import torch
 import torch.distributed as torch_dist
 
-from ..errors import InputError, ModelError, UsageError
-from ..lpips_weights import load_lpips
-from ..runtime import slow_bf16_warning
-from ..weights import build_model, read_model_file, resolve_model
-from .autoencoder import AutoencoderTask, fresh_model, training_metadata
-from .checkpointing import RunDir
-from .config import TrainConfig, config_from_dict, read_config_file, resolve_config
-from .data import ClipDataset, clip_loader, describe, list_videos, probe_videos, validation_clips
-from .distributed import DistContext, init_distributed, shutdown_distributed
-from .loop import LoopSettings, StepProgress, run_loop
+from vidtwin_cli.errors import InputError, ModelError, UsageError
+from vidtwin_cli.bench.lpips_weights import load_lpips
+from vidtwin_cli.codec.runtime import slow_bf16_warning
+from vidtwin_cli.codec.weights import build_model, read_model_file, resolve_model
+from vidtwin_cli.training.ae_step import AutoencoderTask, fresh_model, training_metadata
+from vidtwin_cli.training.checkpointing import RunDir
+from vidtwin_cli.training.config import TrainConfig, config_from_dict, read_config_file, resolve_config
+from vidtwin_cli.training.data import ClipDataset, clip_loader, describe, list_videos, probe_videos, validation_clips
+from vidtwin_cli.training.distributed import DistContext, init_distributed, shutdown_distributed
+from vidtwin_cli.training.loop import LoopSettings, StepProgress, run_loop
 
 log = logging.getLogger(__name__)
 

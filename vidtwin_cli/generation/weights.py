@@ -20,9 +20,9 @@ from safetensors.torch import load_file, safe_open, save_file
 from models import VidTwinConfig
 from models.dit import DIT_PRESETS, DiTConfig, LatentDiT
 
-from .atomic import atomic_path
-from .errors import InputError, ModelError, UsageError
-from .weights import PRESET_SEED, tensors_sha256
+from vidtwin_cli.atomic import atomic_path
+from vidtwin_cli.errors import InputError, ModelError, UsageError
+from vidtwin_cli.codec.weights import PRESET_SEED, tensors_sha256
 
 DIT_FORMAT = "vidtwin-dit"
 DEFAULT_FPS = Fraction(8)  # frame rate of generated video when the DiT file records none

@@ -24,13 +24,13 @@ from torch import nn
 
 from models import Latents, VidTwinAE, VidTwinConfig
 
-from .container_bytes import ST_DTYPES
-from .container_header import LATENT_DTYPES, tensor_layout
-from .flops import model_flops
-from .metrics import json_float, json_ready, psnr_from_mse
-from .model_info import parameter_counts
-from .runtime import PRECISIONS, ModelRunner, PackedLinear, cpu_has_native_bf16, resolve_precision
-from .weights import LoadedModel, resolve_model
+from vidtwin_cli.vtw.bytes import ST_DTYPES
+from vidtwin_cli.vtw.header import LATENT_DTYPES, tensor_layout
+from vidtwin_cli.bench.flops import model_flops
+from vidtwin_cli.bench.metrics import json_float, json_ready, psnr_from_mse
+from vidtwin_cli.codec.model_info import parameter_counts
+from vidtwin_cli.codec.runtime import PRECISIONS, ModelRunner, PackedLinear, cpu_has_native_bf16, resolve_precision
+from vidtwin_cli.codec.weights import LoadedModel, resolve_model
 
 ProgressCallback = Callable[[int], None]
 MIB = 1 << 20

@@ -6,9 +6,9 @@ import csv
 from collections.abc import Iterable
 from pathlib import Path
 
-from .atomic import atomic_path
-from .errors import InputError
-from .training.data import list_videos
+from vidtwin_cli.atomic import atomic_path
+from vidtwin_cli.errors import InputError
+from vidtwin_cli.training.data import list_videos
 
 LABELS_FILE = "labels.csv"
 

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from models import VidTwinAE
 
-from .dit_weights import LoadedDiT
-from .weights import LoadedModel
+from vidtwin_cli.generation.weights import LoadedDiT
+from vidtwin_cli.codec.weights import LoadedModel
 
 
 def parameter_counts(model: VidTwinAE) -> dict[str, int]:

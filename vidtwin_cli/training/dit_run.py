@@ -16,16 +16,16 @@ from typing import Any
 
 import torch
 
-from ..dit_weights import AutoencoderRef, load_dit_file
-from ..errors import InputError, ModelError, UsageError
-from ..session import ModelSession
-from ..video_info import FIT_MODES
-from .checkpointing import RunDir
-from .distributed import DistContext, init_distributed, shutdown_distributed
-from .dit import DitTask, DitTrainConfig, fresh_dit, latent_batches, training_metadata
-from .latent_cache import encode_cache, labelled_videos, load_cache
-from .loop import LoopSettings, StepProgress, run_loop
-from .session import open_run, share
+from vidtwin_cli.generation.weights import AutoencoderRef, load_dit_file
+from vidtwin_cli.errors import InputError, ModelError, UsageError
+from vidtwin_cli.codec.model_session import ModelSession
+from vidtwin_cli.video.info import FIT_MODES
+from vidtwin_cli.training.checkpointing import RunDir
+from vidtwin_cli.training.distributed import DistContext, init_distributed, shutdown_distributed
+from vidtwin_cli.training.dit_step import DitTask, DitTrainConfig, fresh_dit, latent_batches, training_metadata
+from vidtwin_cli.training.latent_cache import encode_cache, labelled_videos, load_cache
+from vidtwin_cli.training.loop import LoopSettings, StepProgress, run_loop
+from vidtwin_cli.training.ae_run import open_run, share
 
 log = logging.getLogger(__name__)
 

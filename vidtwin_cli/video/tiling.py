@@ -10,7 +10,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .video_info import Geometry
+from vidtwin_cli.video.info import Geometry
 
 HALF = 127.5  # uint8 midpoint: [0, 255] <-> [-1, 1]
 

@@ -40,7 +40,7 @@ from torch import nn
 from models import Latents, VidTwinAE
 from models.st_transformer import STBlock
 
-from .errors import RuntimeFailure, UsageError
+from vidtwin_cli.errors import RuntimeFailure, UsageError
 
 log = logging.getLogger(__name__)
 

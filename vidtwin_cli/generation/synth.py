@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import InputError, UsageError
-from .labels import LABELS_FILE, write_labels
-from .video_info import VideoInfo
-from .video_io import VideoReader, VideoWriter
+from vidtwin_cli.errors import InputError, UsageError
+from vidtwin_cli.generation.labels import LABELS_FILE, write_labels
+from vidtwin_cli.video.info import VideoInfo
+from vidtwin_cli.video.io import VideoReader, VideoWriter
 
 CLASSES = ("right", "left", "down", "up")  # class id = position
 VELOCITY = {"right": (1, 0), "left": (-1, 0), "down": (0, 1), "up": (0, -1)}  # (dx, dy) in image axes

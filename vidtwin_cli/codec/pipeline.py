@@ -17,13 +17,13 @@ import torch
 
 from models import Latents
 
-from .container import ModelRef, VtwHeader, VtwWriter, describe_vtw, open_vtw
-from .errors import InputError, ModelError
-from .session import ModelSession
-from .tiling import frames_to_tiles, tiles_to_frames
-from .video_info import FitMode, Geometry, VideoInfo
-from .video_io import DEFAULT_CODEC, VideoReader, VideoWriter, iter_clips
-from .weights import LoadedModel
+from vidtwin_cli.vtw.container import ModelRef, VtwHeader, VtwWriter, describe_vtw, open_vtw
+from vidtwin_cli.errors import InputError, ModelError
+from vidtwin_cli.codec.model_session import ModelSession
+from vidtwin_cli.video.tiling import frames_to_tiles, tiles_to_frames
+from vidtwin_cli.video.info import FitMode, Geometry, VideoInfo
+from vidtwin_cli.video.io import DEFAULT_CODEC, VideoReader, VideoWriter, iter_clips
+from vidtwin_cli.codec.weights import LoadedModel
 
 log = logging.getLogger(__name__)
 

@@ -6,7 +6,7 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 from typing import Literal
 
-from .errors import InputError
+from vidtwin_cli.errors import InputError
 
 MAX_SIDE = 16384  # larger frames are refused (no codec in use produces them)
 MAX_FRAMES = 10_000_000

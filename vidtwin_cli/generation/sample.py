@@ -19,15 +19,15 @@ import torch
 from models import Latents
 from models.diffusion import GaussianDiffusion
 
-from .atomic import STDIO
-from .container import ModelRef, VtwFile, VtwHeader, write_vtw
-from .dit_weights import LoadedDiT
-from .errors import ModelError, RuntimeFailure, UsageError
-from .pipeline import VideoOutput, decode_vtw
-from .session import ModelSession
-from .training.data import VIDEO_SUFFIXES
-from .video_info import Geometry, VideoInfo
-from .weights import LoadedModel
+from vidtwin_cli.atomic import STDIO
+from vidtwin_cli.vtw.container import ModelRef, VtwFile, VtwHeader, write_vtw
+from vidtwin_cli.generation.weights import LoadedDiT
+from vidtwin_cli.errors import ModelError, RuntimeFailure, UsageError
+from vidtwin_cli.codec.pipeline import VideoOutput, decode_vtw
+from vidtwin_cli.codec.model_session import ModelSession
+from vidtwin_cli.training.data import VIDEO_SUFFIXES
+from vidtwin_cli.video.info import Geometry, VideoInfo
+from vidtwin_cli.codec.weights import LoadedModel
 
 OUTPUT_FORMATS = ("mp4", "vtw")  # what a folder output holds
 

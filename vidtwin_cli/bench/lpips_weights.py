@@ -21,13 +21,13 @@ from safetensors.torch import load_file, safe_open, save_file
 
 from models.losses import LPIPS, LpipsNet
 
-from .atomic import atomic_path
-from .errors import InputError, ModelError
+from vidtwin_cli.atomic import atomic_path
+from vidtwin_cli.errors import InputError, ModelError
 
 LPIPS_FORMAT = "vidtwin-lpips"
 CKPT_NAMES: dict[str, str] = {"vgg": "vgg16.ckpt", "alex": "alexnet.ckpt"}
 TRUNK_KEYS: dict[str, str] = {"vgg": "VGG16_0", "alex": "AlexNet_0"}
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _numpy_reconstruct():

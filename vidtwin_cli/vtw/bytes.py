@@ -1,6 +1,6 @@
 """The byte level of a `.vtw`, which is a safetensors file: deterministic writing, defensive parsing.
 
-Nothing here knows what the tensors mean (`container_header.py` does). This module writes the
+Nothing here knows what the tensors mean (`header.py` does). This module writes the
 safetensors framing deterministically and makes sure untrusted bytes are well-formed safetensors
 before anything else looks at them: a bounded header length that fits the file, strict JSON,
 well-typed tensor entries whose byte spans tile the data section exactly. Every failure is one
@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from .errors import ContainerError
+from vidtwin_cli.errors import ContainerError
 
 LENGTH_FIELD = 8  # u64 little-endian header length at the start of every safetensors file
 MAX_HEADER_BYTES = 1 << 20  # a .vtw header needs a few KiB; larger is hostile or not a .vtw

@@ -23,10 +23,10 @@ from models import Latents
 from models.diffusion import GaussianDiffusion
 from models.dit import DIT_PRESETS, DiTConfig, LatentDiT
 
-from ..dit_weights import AutoencoderRef, save_dit
-from ..errors import UsageError
-from .distributed import DistContext
-from .loop import step_seed, warmup_cosine
+from vidtwin_cli.generation.weights import AutoencoderRef, save_dit
+from vidtwin_cli.errors import UsageError
+from vidtwin_cli.training.distributed import DistContext
+from vidtwin_cli.training.loop import step_seed, warmup_cosine
 
 # Purposes of the per-step seeds (see loop.step_seed).
 SEED_BATCH, SEED_DIFFUSION, SEED_INIT = 11, 12, 13

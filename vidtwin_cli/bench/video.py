@@ -20,18 +20,18 @@ import numpy as np
 import torch
 from torch import nn
 
-from .baseline import available_codecs, decode_stream, encode_at_bytes, encode_frames
-from .bench import PeakMemory, report_header, synthetic_clips
-from .container import describe_vtw, open_vtw, read_vtw, write_vtw
-from .container_header import LATENT_DTYPES
-from .errors import RuntimeFailure, UsageError
-from .metrics import VideoQuality, json_ready
-from .pipeline import encode_video
-from .runtime import ModelRunner
-from .session import ModelSession
-from .tiling import tiles_to_frames
-from .video_info import VideoInfo
-from .video_io import VideoReader
+from vidtwin_cli.bench.baseline import available_codecs, decode_stream, encode_at_bytes, encode_frames
+from vidtwin_cli.bench.speed import PeakMemory, report_header, synthetic_clips
+from vidtwin_cli.vtw.container import describe_vtw, open_vtw, read_vtw, write_vtw
+from vidtwin_cli.vtw.header import LATENT_DTYPES
+from vidtwin_cli.errors import RuntimeFailure, UsageError
+from vidtwin_cli.bench.metrics import VideoQuality, json_ready
+from vidtwin_cli.codec.pipeline import encode_video
+from vidtwin_cli.codec.runtime import ModelRunner
+from vidtwin_cli.codec.model_session import ModelSession
+from vidtwin_cli.video.tiling import tiles_to_frames
+from vidtwin_cli.video.info import VideoInfo
+from vidtwin_cli.video.io import VideoReader
 
 log = logging.getLogger(__name__)
 

@@ -5,8 +5,8 @@ strings (magic, version, a JSON header, a sha256 over the header and every tenso
 `VtwWriter` and `open_vtw` stream a few clips at a time, so memory does not grow with video
 length; `write_vtw` and `read_vtw` do a whole file at once. Opening checks everything (sizes,
 names, dtypes, shapes, checksum, finite values) before any latent is handed out; every failure is
-one `ContainerError` line naming the file. Layout rules live in `container_header.py`, the
-safetensors framing in `container_bytes.py`.
+one `ContainerError` line naming the file. Layout rules live in `header.py`, the
+safetensors framing in `bytes.py`.
 """
 
 from __future__ import annotations
@@ -28,9 +28,9 @@ import torch
 
 from models import Latents, VidTwinConfig
 
-from . import __version__
-from .atomic import STDIO, atomic_output, check_writable
-from .container_bytes import (
+from vidtwin_cli import __version__
+from vidtwin_cli.atomic import STDIO, atomic_output, check_writable
+from vidtwin_cli.vtw.bytes import (
     LENGTH_FIELD,
     MAX_HEADER_BYTES,
     ST_DTYPES,
@@ -41,7 +41,7 @@ from .container_bytes import (
     parse_header,
     tensor_bytes,
 )
-from .container_header import (
+from vidtwin_cli.vtw.header import (
     CHANNEL_AXIS,
     LATENT_DTYPES,
     MAGIC,
@@ -51,8 +51,8 @@ from .container_header import (
     check_identity,
     check_tensor_table,
 )
-from .errors import ContainerError, InputError, RuntimeFailure, UsageError
-from .video_info import Geometry, VideoInfo
+from vidtwin_cli.errors import ContainerError, InputError, RuntimeFailure, UsageError
+from vidtwin_cli.video.info import Geometry, VideoInfo
 
 __all__ = ["LATENT_DTYPES", "ModelRef", "VerifyReport", "VtwFile", "VtwHeader", "VtwReader", "VtwWriter",
            "describe_vtw", "inspect_vtw", "open_vtw", "read_vtw", "verify_vtw", "write_vtw"]

@@ -23,11 +23,11 @@ from models.discriminator import PatchDiscriminator
 from models.losses import LPIPS
 from models.objective import VidTwinLoss, frames
 
-from ..metrics import lpips_distances, psnr, ssim
-from ..weights import save_model
-from .config import TrainConfig
-from .distributed import DistContext
-from .loop import step_seed, warmup_cosine
+from vidtwin_cli.bench.metrics import lpips_distances, psnr, ssim
+from vidtwin_cli.codec.weights import save_model
+from vidtwin_cli.training.config import TrainConfig
+from vidtwin_cli.training.distributed import DistContext
+from vidtwin_cli.training.loop import step_seed, warmup_cosine
 
 # Purposes of the per-step seeds (see loop.step_seed): dropout, posterior samples, initialisation.
 SEED_DROPOUT, SEED_POSTERIOR, SEED_INIT = 1, 2, 3

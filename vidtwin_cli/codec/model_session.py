@@ -5,8 +5,8 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
-from .runtime import ModelRunner, resolve_device, resolve_precision
-from .weights import LoadedModel, resolve_model
+from vidtwin_cli.codec.runtime import ModelRunner, resolve_device, resolve_precision
+from vidtwin_cli.codec.weights import LoadedModel, resolve_model
 
 log = logging.getLogger(__name__)
 

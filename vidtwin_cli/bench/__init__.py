@@ -1,0 +1,1 @@
+"""Measuring the codec: quality metrics, speed, baselines at equal bytes, plots."""

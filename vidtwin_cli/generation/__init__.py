@@ -1,0 +1,1 @@
+"""Class-conditional generation in latent space: DiT weights, sampling, synthetic motion data."""

@@ -1,0 +1,1 @@
+"""Video in and out: PyAV streaming, stream facts, tiling frames into model-sized clips."""

@@ -1,0 +1,1 @@
+"""The .vtw container: header, binary payload, reading and writing."""
