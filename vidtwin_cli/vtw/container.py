@@ -49,12 +49,13 @@ from vidtwin_cli.vtw.header import (
     ModelRef,
     VtwHeader,
     check_identity,
+    check_latent_dtype,
     check_tensor_table,
 )
 from vidtwin_cli.errors import ContainerError, InputError, RuntimeFailure, UsageError
 from vidtwin_cli.video.info import Geometry, VideoInfo
 
-__all__ = ["LATENT_DTYPES", "ModelRef", "VerifyReport", "VtwFile", "VtwHeader", "VtwReader", "VtwWriter",
+__all__ = ["LATENT_DTYPES", "Inspection", "ModelRef", "VerifyReport", "VtwFile", "VtwHeader", "VtwReader", "VtwWriter",
            "describe_vtw", "inspect_vtw", "open_vtw", "read_vtw", "verify_vtw", "write_vtw"]
 
 INT8_MAX = 127  # symmetric int8: q in [-127, 127]
@@ -87,8 +88,25 @@ class VerifyReport:
     clips: int | None = None
     rows: int | None = None
 
-    def to_dict(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
+        """The `vidtwin verify --json` object."""
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What `inspect_vtw` found: the header, the file's size, format version and checksum."""
+
+    file: str
+    format_version: str
+    sha256: str
+    header: VtwHeader
+    file_bytes: int
+
+    def to_json(self) -> dict[str, Any]:
+        """The `vidtwin inspect --json` object: these facts plus `describe_vtw`'s figures."""
+        return {"file": self.file, "format_version": self.format_version, "sha256": self.sha256,
+                **describe_vtw(self.header, self.file_bytes)}
 
 
 # --------------------------------------------------------------------------- writing
@@ -103,16 +121,14 @@ class VtwWriter:
             nbytes = writer.finish(video)     # the frame count is known only at the end of a stream
 
     Rows are spooled to anonymous temporary files; leaving the block without `finish` (an error,
-    Ctrl-C) writes nothing. `dst` "-" is stdout.
+    Ctrl-C) writes nothing. `dst` "-" is stdout; whoever creates the writer has checked that `dst`
+    is writable (`atomic.check_writable`), before any work.
     """
 
     def __init__(self, dst: Path | str, model: ModelRef, geometry: Geometry, dtype: LatentDtype = "fp16", *,
                  sampled: bool = False, seed: int | None = None, provenance: dict[str, Any] | None = None,
                  tool: str = "vidtwin", tool_version: str = __version__) -> None:
-        if dtype not in LATENT_DTYPES:
-            raise UsageError(f"unknown latent dtype {dtype!r} (use {', '.join(LATENT_DTYPES)})")
-        if str(dst) != STDIO:
-            check_writable(Path(dst))
+        check_latent_dtype(dtype)
         self.dst, self.model, self.geometry, self.dtype = dst, model, geometry, dtype
         self._fields = {"sampled": sampled, "seed": seed, "provenance": provenance or {}, "tool": tool,
                         "tool_version": tool_version}
@@ -182,6 +198,7 @@ class VtwWriter:
 
 def write_vtw(dst: Path | str, vtw: VtwFile) -> int:
     """Write a whole `VtwFile` atomically to `dst` ("-" = stdout); returns the bytes written."""
+    check_writable(Path(dst))
     h = vtw.header
     with VtwWriter(dst, h.model, h.geometry, h.dtype, sampled=h.sampled, seed=h.seed, provenance=h.provenance,
                    tool=h.tool, tool_version=h.tool_version) as writer:
@@ -384,11 +401,10 @@ def verify_vtw(src: Path | str) -> VerifyReport:
         return VerifyReport(reader.name, True, None, reader.version, reader.sha256, reader.file_bytes, h.clips, h.rows)
 
 
-def inspect_vtw(src: Path | str) -> dict[str, Any]:
-    """`describe_vtw` of a file, plus its name, format version and checksum."""
+def inspect_vtw(src: Path | str) -> Inspection:
+    """What a `.vtw` holds (after every check `open_vtw` makes); `to_json()` adds the figures."""
     with open_vtw(src) as reader:
-        return {"file": reader.name, "format_version": reader.version, "sha256": reader.sha256,
-                **describe_vtw(reader.header, reader.file_bytes)}
+        return Inspection(reader.name, reader.version, reader.sha256, reader.header, reader.file_bytes)
 
 
 def describe_vtw(header: VtwHeader, file_bytes: int) -> dict[str, Any]:
