@@ -10,7 +10,8 @@ import torch
 from models import PRESETS, Latents
 from models.dit import DIT_PRESETS, LatentDiT
 from vidtwin_cli.vtw.container import read_vtw
-from vidtwin_cli.generation.weights import AutoencoderRef, load_dit_file, save_dit
+from vidtwin_cli.vtw.header import ModelRef
+from vidtwin_cli.generation.weights import load_dit_file, save_dit
 from vidtwin_cli.generation.synth import CLASSES
 from vidtwin_cli.video.io import VideoReader
 from vidtwin_cli.codec.weights import resolve_model, save_model
@@ -30,7 +31,7 @@ def dit_file(tmp_path_factory):
     model.tokens.fit_statistics(Latents(*(torch.randn(16, *s, generator=g) for s in
                                           (ae.config.structure_shape, ae.config.dynamics_shape, ae.config.dynamics_shape))))
     path = tmp_path_factory.mktemp("dit") / "dit.safetensors"
-    save_dit(path, model, CLASSES, AutoencoderRef("tiny", ae.sha256, ae.config))
+    save_dit(path, model, CLASSES, ModelRef("tiny", ae.sha256, ae.config))
     return path
 
 

@@ -14,27 +14,18 @@ from fractions import Fraction
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
 
 from models import VidTwinConfig
+from models.checkpoint import load_strict
 from models.dit import DIT_PRESETS, DiTConfig, LatentDiT
 
-from vidtwin_cli.atomic import atomic_path
-from vidtwin_cli.errors import InputError, ModelError, UsageError
+from vidtwin_cli.errors import ModelError, UsageError
 from vidtwin_cli.codec.weights import PRESET_SEED, tensors_sha256
+from vidtwin_cli.tagged_file import read_tagged, write_tagged
+from vidtwin_cli.vtw.header import ModelRef
 
 DIT_FORMAT = "vidtwin-dit"
 DEFAULT_FPS = Fraction(8)  # frame rate of generated video when the DiT file records none
-
-
-@dataclass(frozen=True)
-class AutoencoderRef:
-    """The autoencoder whose latents a DiT models."""
-
-    spec: str  # as given to `train dit --ae`
-    weights_sha256: str
-    config: VidTwinConfig
 
 
 @dataclass
@@ -45,7 +36,7 @@ class LoadedDiT:
     spec: str
     source: str  # "preset" or "file"
     classes: tuple[str, ...]  # class id -> name
-    autoencoder: AutoencoderRef | None  # None for a preset
+    autoencoder: ModelRef | None  # the autoencoder whose latents it models (`train dit --ae`); None for a preset
     fps: Fraction = DEFAULT_FPS
     path: Path | None = None
     metadata: dict[str, str] | None = None
@@ -77,14 +68,10 @@ def build_dit(config: DiTConfig, state_dict: dict[str, torch.Tensor] | None = No
         torch.manual_seed(PRESET_SEED)
         model = LatentDiT(config)
     if state_dict is not None:
-        own = model.state_dict()
-        missing, unexpected = sorted(set(own) - set(state_dict)), sorted(set(state_dict) - set(own))
-        if missing or unexpected:
-            raise ModelError(f"DiT weights do not fit the config: missing {missing[:5]}, unexpected {unexpected[:5]}")
-        wrong = [k for k, v in state_dict.items() if tuple(v.shape) != tuple(own[k].shape)]
-        if wrong:
-            raise ModelError(f"DiT weights have the wrong shape for {', '.join(wrong[:5])}")
-        model.load_state_dict({k: v.to(torch.float32) for k, v in state_dict.items()}, strict=True)
+        try:
+            load_strict(model, {k: v.to(torch.float32) for k, v in state_dict.items()})
+        except ValueError as e:
+            raise ModelError(f"DiT {e}") from e
     return model.eval()
 
 
@@ -92,7 +79,7 @@ def save_dit(
     path: Path,
     model: LatentDiT,
     classes: tuple[str, ...],
-    autoencoder: AutoencoderRef,
+    autoencoder: ModelRef,
     fps: Fraction = DEFAULT_FPS,
     metadata: dict[str, str] | None = None,
 ) -> str:
@@ -103,7 +90,6 @@ def save_dit(
     sha = tensors_sha256(tensors)
     meta = {
         **(metadata or {}),
-        "format": DIT_FORMAT,
         "config": json.dumps(model.config.to_dict(), sort_keys=True),
         "classes": json.dumps(list(classes)),
         "autoencoder": json.dumps({"spec": autoencoder.spec, "weights_sha256": autoencoder.weights_sha256,
@@ -111,35 +97,19 @@ def save_dit(
         "fps": json.dumps([fps.numerator, fps.denominator]),
         "weights_sha256": sha,
     }
-    with atomic_path(Path(path)) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+    write_tagged(path, tensors, DIT_FORMAT, meta)
     return sha
-
-
-def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    if not path.is_file():
-        raise InputError(f"{path}: no such DiT file")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise InputError(f"{path}: not a readable safetensors file ({e})") from e
-    if meta.get("format") != DIT_FORMAT:
-        raise ModelError(f"{path}: not a vidtwin DiT file (metadata format={meta.get('format')!r}); "
-                         "train one with 'vidtwin train dit'")
-    return tensors, meta
 
 
 def load_dit_file(path: Path, spec: str | None = None) -> LoadedDiT:
     """Read and check a DiT file."""
     path = Path(path)
-    tensors, meta = _read(path)
+    tensors, meta = read_tagged(path, DIT_FORMAT, "DiT", "train one with 'vidtwin train dit'")
     try:
         config = DiTConfig.from_dict(json.loads(meta["config"]))
         classes = tuple(str(c) for c in json.loads(meta["classes"]))
         ae = json.loads(meta["autoencoder"])
-        autoencoder = AutoencoderRef(str(ae["spec"]), str(ae["weights_sha256"]), VidTwinConfig.from_dict(ae["config"]))
+        autoencoder = ModelRef(str(ae["spec"]), str(ae["weights_sha256"]), VidTwinConfig.from_dict(ae["config"]))
         num, den = json.loads(meta.get("fps", "[8, 1]"))
         fps = Fraction(int(num), int(den))
     except (KeyError, ValueError, TypeError, ZeroDivisionError) as e:
