@@ -8,7 +8,8 @@ Files already present are skipped, so later runs are offline and instant.
     python scripts/fetch_media.py --all      # also the opencv-python sdist (~95 MB more)
     python scripts/fetch_media.py --list     # what goes where, without fetching
 
-Destination: --dest, else $VIDTWIN_MEDIA, else <repo>/.cache/media (git-ignored).
+Destination: --dest, else $VIDTWIN_MEDIA, else <vidtwin user cache>/media (vidtwin_cli/cache.py: $VIDTWIN_CACHE
+or e.g. ~/.cache/vidtwin), where the tests and `vidtwin bench` look for it.
 """
 
 from __future__ import annotations
@@ -82,7 +83,10 @@ class FetchError(Exception):
 
 
 def default_dest() -> Path:
-    return Path(os.environ.get("VIDTWIN_MEDIA") or REPO / ".cache" / "media")
+    sys.path.insert(0, str(REPO))  # run as a script from a checkout, installed or not
+    from vidtwin_cli.cache import default_media_dir
+
+    return default_media_dir()
 
 
 def sha256_of(path: Path) -> str:
@@ -170,7 +174,7 @@ def fetch(dest: Path, everything: bool = False, log=print) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dest", type=Path, default=None,
-                        help="media directory (default: $VIDTWIN_MEDIA or .cache/media)")
+                        help="media directory (default: $VIDTWIN_MEDIA or <vidtwin cache>/media)")
     parser.add_argument("--all", action="store_true",
                         help="also fetch the large opencv-python sdist (vtest.avi, tree.avi)")
     parser.add_argument("--list", action="store_true", help="print the files and their packages, fetch nothing")

@@ -40,7 +40,7 @@ class VideoOutput:
 
 
 def model_ref(loaded: LoadedModel) -> ModelRef:
-    return ModelRef(loaded.spec, loaded.sha256, loaded.config)
+    return ModelRef(loaded.spec, loaded.sha256, loaded.config, loaded.commit)
 
 
 def check_model(loaded: LoadedModel, header: VtwHeader, name: str, force: bool, warn: Callable[[str], None]) -> None:
@@ -143,12 +143,12 @@ def decode_vtw(
 ) -> dict:
     """Decode a .vtw to a video with the source's frame count, timing and size; returns a summary.
 
-    Without `--model` the session loads the model the file records.
+    Without `--model` the session loads the model the file records, if it is local.
     """
     started = time.perf_counter()
     with open_vtw(src) as reader:
         header = reader.header
-        loaded, runner = session.load(header.model.spec)
+        loaded, runner = session.load(header.model)
         check_model(loaded, header, reader.name, force, session.warn)
         if on_start:
             on_start(header.video.frame_count)
@@ -223,7 +223,7 @@ def swap_vtw(
     started = time.perf_counter()
     with open_vtw(a_src) as a, open_vtw(b_src) as b:
         _check_pair(a.header, b.header, a.name, b.name)
-        loaded, runner = session.load(b.header.model.spec)
+        loaded, runner = session.load(b.header.model)
         check_model(loaded, b.header, b.name, force, session.warn)
         info, geometry, t = b.header.video, b.header.geometry, loaded.config.frames
         if on_start:
