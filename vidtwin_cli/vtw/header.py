@@ -17,7 +17,7 @@ from models import Latents, VidTwinConfig
 
 from vidtwin_cli import __version__
 from vidtwin_cli.vtw.bytes import Entries, Layout, short, strict_json
-from vidtwin_cli.errors import ContainerError
+from vidtwin_cli.errors import ContainerError, UsageError
 from vidtwin_cli.video.info import Geometry, VideoInfo
 
 MAGIC = "vidtwin.vtw"
@@ -33,6 +33,12 @@ CHANNEL_AXIS = {"structure": -1, "dynamics_x": 1, "dynamics_y": 1}  # the latent
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 COMMIT_HEX = re.compile(r"^[0-9a-f]{40}$")
 VERSION_TEXT = re.compile(r"^(\d{1,6})\.(\d{1,6})$")
+
+
+def check_latent_dtype(dtype: str) -> None:
+    """The one check of a requested latent storage dtype (`--dtype`)."""
+    if dtype not in LATENT_DTYPES:
+        raise UsageError(f"--dtype must be one of {', '.join(LATENT_DTYPES)}")
 
 
 @dataclass(frozen=True)
