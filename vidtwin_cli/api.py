@@ -23,6 +23,7 @@ from typing import overload
 import numpy as np
 
 from vidtwin_cli.codec.model_session import ModelSession
+from vidtwin_cli.codec.runtime import AUTO
 from vidtwin_cli.codec.options import DecodeOptions, EncodeOptions, SwapOptions, VideoOutput
 from vidtwin_cli.codec.pipeline import (
     LatentSource, OnStart, Progress, VideoSource, decode_vtw, encode_latents, encode_video, iter_decoded, swap_vtw,
@@ -37,8 +38,8 @@ ModelArg = ModelSession | str | None  # a loaded model, a spec to load, or None 
 
 def load_model(
     spec: str = DEFAULT_MODEL,
-    device: str = "cpu",
-    precision: str = "fp32",
+    device: str = AUTO,
+    precision: str = AUTO,
     *,
     batch_size: int = 8,
     compile: bool = False,
@@ -46,7 +47,8 @@ def load_model(
 ) -> ModelSession:
     """Load a model now: "default" (bundled), a preset name, a `.safetensors` path or a hub id.
 
-    `device` is cpu, cuda, cuda:N or auto; `precision` fp32, bf16 or fp16 (CUDA only). `warn`
+    `device` is auto (CUDA when present), cpu, cuda or cuda:N; `precision` auto (fp16 on CUDA, bf16 on a
+    CPU with native bf16, else fp32), fp32, bf16 or fp16 (CUDA only). `warn`
     receives the one-line warnings of the work done with this model (default: the `logging` module).
     """
     session = ModelSession(spec, device, precision, batch_size, **({"warn": warn} if warn else {}), compile=compile)

@@ -37,7 +37,7 @@ def build_app() -> typer.Typer:
     """The Typer app with every command. Importing the commands imports torch (seconds), so `main`
     does it inside its signal handling: Ctrl-C while starting up is one line like any other."""
     from vidtwin_cli.commands import batch, bench, convert, datasets, decode, demo, encode, generate, info, inspect
-    from vidtwin_cli.commands import swap, train, verify
+    from vidtwin_cli.commands import models, swap, train, verify
 
     app = typer.Typer(
         name="vidtwin",
@@ -52,6 +52,7 @@ def build_app() -> typer.Typer:
     app.command("decode")(decode.command)
     app.command("swap")(swap.command)
     app.command("info")(info.command)
+    app.add_typer(models.app, name="models")
     app.command("convert")(convert.command)
     app.command("inspect")(inspect.command)
     app.command("verify")(verify.command)

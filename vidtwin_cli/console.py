@@ -20,13 +20,17 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich import filesize
 from rich.text import Text
 
 ProgressCallback = Callable[[int], None]
 
 
+BYTES = "bytes"  # a task whose `unit` field says so counts bytes (a model download, a checksum pass)
+
+
 class RateColumn(ProgressColumn):
-    """Items per second (frames/s, files/s), blank until rich has a speed estimate."""
+    """Items per second (frames/s, files/s; MB/s for byte tasks), blank until rich has a speed estimate."""
 
     def __init__(self, unit: str) -> None:
         super().__init__()
@@ -34,7 +38,21 @@ class RateColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
-        return Text("" if speed is None else f"{speed:.1f} {self.unit}/s")
+        if speed is None:
+            return Text("")
+        if task.fields.get("unit") == BYTES:
+            return Text(f"{filesize.decimal(int(speed))}/s")
+        return Text(f"{speed:.1f} {task.fields.get('unit', self.unit)}/s")
+
+
+class CountColumn(MofNCompleteColumn):
+    """done/total, in kB/MB/GB for byte tasks."""
+
+    def render(self, task: Task) -> Text:
+        if task.fields.get("unit") != BYTES:
+            return super().render(task)
+        total = "?" if task.total is None else filesize.decimal(int(task.total))
+        return Text(f"{filesize.decimal(int(task.completed))}/{total}", style="progress.download")
 
 
 def err_console() -> Console:
@@ -59,7 +77,7 @@ def progress_bar(console: Console, quiet: bool = False, unit: str = "frames") ->
     return Progress(
         TextColumn("[bold]{task.description}"),
         BarColumn(),
-        MofNCompleteColumn(),
+        CountColumn(),
         TaskProgressColumn(),
         RateColumn(unit),
         TimeElapsedColumn(),
@@ -78,6 +96,16 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
+def stages(progress: Progress) -> Callable[[str, int | None, str], Callable[[int], None]]:
+    """A `StageProgress` (codec/hub.py) on `progress`: each stage (download, conversion) gets its own task."""
+
+    def stage(description: str, total: int | None, unit: str) -> Callable[[int], None]:
+        task = progress.add_task(description, total=total, unit=unit)
+        return lambda n: progress.advance(task, n)
+
+    return stage
+
+
 class TaskProgress:
     """Callbacks that library code drives: `start(total)` once the total is known, `advance(n)`."""
 
@@ -90,6 +118,10 @@ class TaskProgress:
 
     def advance(self, n: int) -> None:
         self._progress.advance(self._task, n)
+
+    def stage(self, description: str, total: int | None, unit: str) -> Callable[[int], None]:
+        """One more task on the same display (`stages`), e.g. a model download."""
+        return stages(self._progress)(description, total, unit)
 
     def remove(self) -> None:
         self._progress.remove_task(self._task)

@@ -161,7 +161,8 @@ def encode_video(
         tiles_per_clip=header.tiles_per_clip, bytes=nbytes,
         bitrate_kbps=summary["bitrate_bps"] / 1000 if summary["bitrate_bps"] else None,
         compression_rate=summary["compression_rate"], compression_vs_raw=summary["compression_vs_raw"],
-        latent_dtype=options.dtype, seconds=time.perf_counter() - started,
+        latent_dtype=options.dtype, seconds=time.perf_counter() - started, device=str(session.device),
+        precision=session.precision,
     )  # fmt: skip
 
 
@@ -288,7 +289,7 @@ def decode_vtw(
         count = write_frames(dst, header.video, header.geometry, frames, output or VideoOutput())
     width, height = header.geometry.output_size
     return DecodeResult(_source_name(src), str(dst), count, width, height, float(header.video.fps), options.only,
-                        time.perf_counter() - started)  # fmt: skip
+                        time.perf_counter() - started, str(session.device), session.precision)  # fmt: skip
 
 
 # ---- cross-reenactment ----------------------------------------------------------------------
@@ -381,7 +382,7 @@ def swap_vtw(
                         progress(int(min(t, info.frame_count - i * t)))
                 nbytes = writer.finish(info)
             return SwapResult(a.name, b.name, str(dst), info.frame_count, swapped_clips, options.span, nbytes,
-                              time.perf_counter() - started)  # fmt: skip
+                              time.perf_counter() - started, str(session.device), session.precision)  # fmt: skip
 
         def clips() -> Iterator[np.ndarray]:
             nonlocal swapped_clips
@@ -396,4 +397,4 @@ def swap_vtw(
 
         count = write_frames(dst, info, geometry, trimmed(clips(), info.frame_count, progress), output or VideoOutput())
     return SwapResult(a.name, b.name, str(dst), count, swapped_clips, options.span, None,
-                      time.perf_counter() - started)  # fmt: skip
+                      time.perf_counter() - started, str(session.device), session.precision)  # fmt: skip

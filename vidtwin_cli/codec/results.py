@@ -32,6 +32,8 @@ class EncodeResult(JsonResult):
     compression_vs_raw: float | None  # raw RGB24 bytes / file bytes
     latent_dtype: str
     seconds: float
+    device: str  # where the model ran, e.g. "cpu", "cuda:0"
+    precision: str  # fp32, bf16 or fp16 (what "auto" chose)
 
     @property
     def frames_per_second(self) -> float:
@@ -50,6 +52,8 @@ class DecodeResult(JsonResult):
     fps: float
     only: str | None
     seconds: float
+    device: str
+    precision: str
 
     @property
     def frames_per_second(self) -> float:
@@ -68,6 +72,8 @@ class SwapResult(JsonResult):
     range: str | None
     bytes: int | None  # of a .vtw output; None for video
     seconds: float
+    device: str
+    precision: str
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in super().to_json().items() if k != "bytes" or v is not None}

@@ -206,7 +206,7 @@ def convert_official(
 
     Returns the preset name and the model.
     """
-    advance = progress(f"converting {src.name}", 3) if progress else (lambda n: None)
+    advance = progress(f"converting {src.name}", 3, "steps") if progress else (lambda n: None)
     raw = read_official_state(src)
     advance(1)
     preset = identify_preset(raw, src)

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import torch
 import typer
 
 from vidtwin_cli.bench.baseline import BASELINE_CODECS
@@ -17,6 +18,7 @@ from vidtwin_cli.batch.manifest import JobLog, JobRecord
 from vidtwin_cli.batch.ray_backend import RayPool
 from vidtwin_cli.batch.runner import BatchSummary, plan_local, plan_ray, run_batch
 from vidtwin_cli.bench.video import VideoBenchOptions
+from vidtwin_cli.codec.runtime import AUTO, precision_name, resolve_device
 from vidtwin_cli.console import err_console, print_json, progress_bar, warner
 from vidtwin_cli.errors import RuntimeFailure, UsageError
 from vidtwin_cli.interrupts import Interrupted
@@ -127,8 +129,8 @@ def encode(
     ray: RayOption = None,
     force: ForceOption = False,
     model: ModelOption = None,
-    device: DeviceOption = "cpu",
-    precision: PrecisionOption = "fp32",
+    device: DeviceOption = AUTO,
+    precision: PrecisionOption = AUTO,
     batch_size: BatchOption = 8,
     compile: CompileOption = False,
     fit: Annotated[str, typer.Option("--fit", help="tile (exact size), resize, or crop (official centre crop).")] = "tile",
@@ -156,8 +158,8 @@ def decode(
     ray: RayOption = None,
     force: ForceOption = False,
     model: ModelOption = None,
-    device: DeviceOption = "cpu",
-    precision: PrecisionOption = "fp32",
+    device: DeviceOption = AUTO,
+    precision: PrecisionOption = AUTO,
     batch_size: BatchOption = 8,
     compile: CompileOption = False,
     only: OnlyOption = None,
@@ -191,9 +193,9 @@ def bench(
     ray: RayOption = None,
     force: ForceOption = False,
     model: ModelOption = None,
-    device: DeviceOption = "cpu",
+    device: DeviceOption = AUTO,
     precision: Annotated[list[str] | None, typer.Option(
-        "--precision", help="fp32, bf16, fp16 (CUDA); repeatable.")] = None,
+        "--precision", help="auto, fp32, bf16, fp16 (CUDA); repeatable (default auto).")] = None,
     batch_size: BatchOption = 1,
     fit: Annotated[str, typer.Option("--fit", help="tile or resize (quality is measured at source size).")] = "tile",
     dtype: Annotated[str, typer.Option("--dtype", help="Latent storage measured: fp16, bf16, fp32 or int8.")] = "fp16",
@@ -212,7 +214,8 @@ def bench(
     if lpips not in LPIPS_NETS:
         raise UsageError(f"--lpips must be one of {', '.join(LPIPS_NETS)}")
     VideoBenchOptions(fit, dtype, repeat)  # checks --fit / --dtype / --repeat as `vidtwin bench` does
-    precisions = list(dict.fromkeys(precision or ["fp32"]))
+    planned = torch.device("cuda") if device.startswith("cuda") else resolve_device(device)  # Ray: the actors' kind
+    precisions = list(dict.fromkeys(precision_name(p, planned) for p in precision or [AUTO]))
     settings = BenchSettings(tuple(precisions), fit, dtype, repeat, baselines, rd, lpips, lpips_every)
     _run(settings, src, out_dir, manifest, glob, root, shard, workers, threads, ray, force, model, device, precisions,
          batch_size, json_out, quiet)  # fmt: skip

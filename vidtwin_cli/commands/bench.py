@@ -17,7 +17,7 @@ from vidtwin_cli.console import TaskProgress, err_console, print_json, progress_
 from vidtwin_cli.errors import UsageError
 from vidtwin_cli.bench.lpips_weights import load_lpips
 from vidtwin_cli.bench.plotting import plot_report, require_matplotlib
-from vidtwin_cli.codec.runtime import PRECISIONS, resolve_device
+from vidtwin_cli.codec.runtime import AUTO, PRECISIONS, precision_name, resolve_device
 from vidtwin_cli.commands.options import BatchOption, DeviceOption, JsonOption, ModelOption, QuietOption
 
 LPIPS_NETS = ("alex", "vgg", "off")
@@ -28,8 +28,9 @@ def command(
     model: ModelOption = None,
     preset: Annotated[str | None, typer.Option("--preset", help="With --synthetic: a preset, random weights.")] = None,
     synthetic: Annotated[bool, typer.Option("--synthetic", help="Time the model on generated clips; no video.")] = False,
-    device: DeviceOption = "cpu",
-    precision: Annotated[list[str] | None, typer.Option("--precision", help="fp32, bf16, fp16 (CUDA); repeatable.")] = None,
+    device: DeviceOption = AUTO,
+    precision: Annotated[list[str] | None, typer.Option(
+        "--precision", help="auto, fp32, bf16, fp16 (CUDA); repeatable (default auto).")] = None,
     repeat: Annotated[int | None, typer.Option("--repeat", min=1, help="Timed runs per precision (3 synthetic, 1 video).")] = None,
     warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed runs first (synthetic).")] = 1,
     clips: Annotated[int, typer.Option("--clips", min=1, help="Clips per synthetic run.")] = 1,
@@ -47,9 +48,8 @@ def command(
     quiet: QuietOption = False,
 ) -> None:
     """Measure quality, rate, speed and memory of the model, and x264/x265 at the same size."""
-    precisions = precision or ["fp32"]
-    if unknown := [p for p in precisions if p not in PRECISIONS]:
-        raise UsageError(f"--precision {unknown[0]!r} is not one of {', '.join(PRECISIONS)}")
+    if unknown := [p for p in precision or [] if p not in (*PRECISIONS, AUTO)]:
+        raise UsageError(f"--precision {unknown[0]!r} is not one of {', '.join([*PRECISIONS, AUTO])}")
     if synthetic == bool(inputs):
         raise UsageError("give video inputs, or --synthetic without inputs")
     if preset and (model or not synthetic):
@@ -65,6 +65,7 @@ def command(
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
+    precisions = list(dict.fromkeys(precision_name(p, dev) for p in precision or [AUTO]))
     err = err_console()
     warn = warner(err)
 

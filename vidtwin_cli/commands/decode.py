@@ -11,6 +11,7 @@ from vidtwin_cli import api
 from vidtwin_cli.atomic import STDIO
 from vidtwin_cli.console import err_console, print_json, task_progress, warner
 from vidtwin_cli.errors import UsageError
+from vidtwin_cli.codec.runtime import AUTO
 from vidtwin_cli.commands.options import (
     BatchOption, CodecOption, CompileOption, CrfOption, DeviceOption, ForceOption, FormatOption, JsonOption,
     ModelOption, OnlyOption, PrecisionOption, QuietOption,
@@ -22,8 +23,8 @@ def command(
     output: Annotated[Path, typer.Option("--output", "-o", help="Video file to write ('-' = stdout, with --format).")],
     only: OnlyOption = None,
     model: ModelOption = None,
-    device: DeviceOption = "cpu",
-    precision: PrecisionOption = "fp32",
+    device: DeviceOption = AUTO,
+    precision: PrecisionOption = AUTO,
     batch_size: BatchOption = 8,
     compile: CompileOption = False,
     codec: CodecOption = "libx264",
@@ -38,12 +39,14 @@ def command(
     if str(output) == STDIO and json_out:
         raise UsageError("--json and -o - both want stdout; write the video to a file")
     err = err_console()
-    session = api.ModelSession(model, device, precision, batch_size, warn=warner(err), compile=compile)
     with task_progress(err, source.name, quiet) as task:
+        session = api.ModelSession(model, device, precision, batch_size, warn=warner(err), compile=compile,
+                                   progress=task.stage)  # fmt: skip
         result = api.decode(source, output, model=session, options=options, video=video, progress=task.advance,
                             on_start=task.start)  # fmt: skip
     if json_out:
         print_json(result.to_json())
     elif not quiet:
         err.print(f"{result.input} -> {result.output}: {result.frames} frames {result.width}x{result.height}, "
-                  f"{result.frames_per_second:.1f} frames/s", markup=False, soft_wrap=True)
+                  f"{result.frames_per_second:.1f} frames/s on {result.device} ({result.precision})", markup=False,
+                  soft_wrap=True)  # fmt: skip

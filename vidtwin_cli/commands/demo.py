@@ -11,6 +11,7 @@ from rich.table import Table
 from vidtwin_cli import api
 from vidtwin_cli.bench.metrics import VideoQuality, compare
 from vidtwin_cli.console import err_console, print_json, task_progress, warner
+from vidtwin_cli.codec.runtime import AUTO
 from vidtwin_cli.codec.weights import SAMPLE_CLIP
 from vidtwin_cli.commands.options import DeviceOption, JsonOption, ModelOption, PrecisionOption, QuietOption
 from vidtwin_cli.video.io import VideoReader
@@ -19,8 +20,8 @@ from vidtwin_cli.video.io import VideoReader
 def command(
     out_dir: Annotated[Path, typer.Option("--out-dir", help="Where sample.vtw and sample.decoded.mp4 go.")] = Path("."),
     model: ModelOption = None,
-    device: DeviceOption = "cpu",
-    precision: PrecisionOption = "fp32",
+    device: DeviceOption = AUTO,
+    precision: PrecisionOption = AUTO,
     json_out: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:

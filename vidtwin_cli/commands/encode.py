@@ -9,8 +9,9 @@ import typer
 
 from vidtwin_cli import api
 from vidtwin_cli.atomic import STDIO
-from vidtwin_cli.console import TaskProgress, err_console, print_json, progress_bar, warner
+from vidtwin_cli.console import TaskProgress, err_console, print_json, progress_bar, stages, warner
 from vidtwin_cli.errors import RuntimeFailure, UsageError, VidtwinError
+from vidtwin_cli.codec.runtime import AUTO
 from vidtwin_cli.commands.options import (
     BatchOption, CompileOption, DeviceOption, FormatOption, JsonOption, ModelOption, PrecisionOption, QuietOption,
 )  # fmt: skip
@@ -32,8 +33,8 @@ def command(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Output .vtw ('-' = stdout); one input only.")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out-dir", help="Directory for <name>.vtw outputs.")] = None,
     model: ModelOption = None,
-    device: DeviceOption = "cpu",
-    precision: PrecisionOption = "fp32",
+    device: DeviceOption = AUTO,
+    precision: PrecisionOption = AUTO,
     batch_size: BatchOption = 8,
     compile: CompileOption = False,
     fit: Annotated[str, typer.Option("--fit", help="tile (exact size), resize, or crop (official centre crop).")] = "tile",
@@ -59,9 +60,10 @@ def command(
         raise UsageError("two inputs would write the same output; use distinct names or separate runs")
 
     err = err_console()
-    session = api.ModelSession(model, device, precision, batch_size, warn=warner(err), compile=compile)
     results, failures = [], []
     with progress_bar(err, quiet) as bars:
+        session = api.ModelSession(model, device, precision, batch_size, warn=warner(err), compile=compile,
+                                   progress=stages(bars))  # fmt: skip
         overall = TaskProgress(bars, "files") if len(jobs) > 1 else None
         if overall:
             overall.start(len(jobs))
@@ -85,7 +87,7 @@ def command(
     elif not quiet:
         for r in results:
             err.print(f"{r.input} -> {r.output}: {r.frames} frames, {r.bytes:,} bytes "
-                      f"({r.compression_vs_raw:.0f}x vs raw RGB), {r.frames_per_second:.1f} frames/s",
+                      f"({r.compression_vs_raw:.0f}x vs raw RGB), {r.frames_per_second:.1f} frames/s on {r.device} ({r.precision})",
                       markup=False, soft_wrap=True)  # fmt: skip
     if failures:
         raise RuntimeFailure(f"{len(failures)} of {len(jobs)} inputs failed")

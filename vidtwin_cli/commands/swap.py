@@ -11,6 +11,7 @@ from vidtwin_cli import api
 from vidtwin_cli.atomic import STDIO
 from vidtwin_cli.console import err_console, print_json, task_progress, warner
 from vidtwin_cli.errors import UsageError
+from vidtwin_cli.codec.runtime import AUTO
 from vidtwin_cli.commands.options import (
     BatchOption, CodecOption, CompileOption, CrfOption, DeviceOption, ForceOption, FormatOption, JsonOption,
     ModelOption, PrecisionOption, QuietOption,
@@ -24,8 +25,8 @@ def command(
     span: Annotated[str | None, typer.Option("--range", help="Swap only START:END (seconds of the dynamics video).")] = None,
     dtype: Annotated[str, typer.Option("--dtype", help="Latent storage for .vtw output.")] = "fp16",
     model: ModelOption = None,
-    device: DeviceOption = "cpu",
-    precision: PrecisionOption = "fp32",
+    device: DeviceOption = AUTO,
+    precision: PrecisionOption = AUTO,
     batch_size: BatchOption = 8,
     compile: CompileOption = False,
     codec: CodecOption = "libx264",
@@ -42,12 +43,14 @@ def command(
     if str(output) == STDIO and json_out:
         raise UsageError("--json and -o - both want stdout")
     err = err_console()
-    session = api.ModelSession(model, device, precision, batch_size, warn=warner(err), compile=compile)
     with task_progress(err, "swap", quiet) as task:
+        session = api.ModelSession(model, device, precision, batch_size, warn=warner(err), compile=compile,
+                                   progress=task.stage)  # fmt: skip
         result = api.swap(structure, dynamics, output, model=session, options=options, video=video,
                           progress=task.advance, on_start=task.start)  # fmt: skip
     if json_out:
         print_json(result.to_json())
     elif not quiet:
         err.print(f"{structure} + {dynamics} -> {output}: {result.frames} frames, "
-                  f"{result.clips_swapped} clips swapped", markup=False, soft_wrap=True)
+                  f"{result.clips_swapped} clips swapped, on {result.device} ({result.precision})", markup=False,
+                  soft_wrap=True)  # fmt: skip
