@@ -283,15 +283,15 @@ def test_compile_changes_speed_not_results(cli, sample_video, tmp_path):
     """`--compile` runs the same model through torch.compile: same latents to fp32 rounding, same video."""
     from torch._dynamo.utils import counters  # dynamo's own tally of the frames it compiled
 
-    encode(cli, sample_video, tmp_path / "eager.vtw", "--dtype", "fp32")
+    encode(cli, sample_video, tmp_path / "eager.vtw", "--dtype", "fp32", "--precision", "fp32")
     before = counters["frames"]["ok"]
-    encode(cli, sample_video, tmp_path / "compiled.vtw", "--dtype", "fp32", "--compile")
+    encode(cli, sample_video, tmp_path / "compiled.vtw", "--dtype", "fp32", "--precision", "fp32", "--compile")
     assert counters["frames"]["ok"] > before  # the flag really reached torch.compile
     eager, compiled = read_vtw(tmp_path / "eager.vtw").latents, read_vtw(tmp_path / "compiled.vtw").latents
     for name in ("structure", "dynamics_x", "dynamics_y"):
         assert (getattr(eager, name) - getattr(compiled, name)).abs().max() < 1e-4
-    decode(cli, tmp_path / "eager.vtw", tmp_path / "eager.mkv", "--codec", "ffv1")
-    decode(cli, tmp_path / "eager.vtw", tmp_path / "compiled.mkv", "--codec", "ffv1", "--compile")
+    decode(cli, tmp_path / "eager.vtw", tmp_path / "eager.mkv", "--codec", "ffv1", "--precision", "fp32")
+    decode(cli, tmp_path / "eager.vtw", tmp_path / "compiled.mkv", "--codec", "ffv1", "--precision", "fp32", "--compile")
     with av.open(str(tmp_path / "eager.mkv")) as a, av.open(str(tmp_path / "compiled.mkv")) as b:
         pairs = zip(a.decode(video=0), b.decode(video=0), strict=True)
         worst = max(np.abs(x.to_ndarray().astype(int) - y.to_ndarray()).max() for x, y in pairs)
