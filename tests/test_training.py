@@ -19,7 +19,8 @@ from vidtwin_cli.bench.lpips_weights import CKPT_NAMES, load_lpips
 from vidtwin_cli.codec.runtime import cpu_has_native_bf16
 from vidtwin_cli.training.ae_step import AutoencoderTask, fresh_model
 from vidtwin_cli.training.config import parse_set, read_config_file, resolve_config
-from vidtwin_cli.training.data import ClipDataset, list_videos, probe_videos
+from vidtwin_cli.media import list_videos
+from vidtwin_cli.training.data import ClipDataset, probe_videos
 from vidtwin_cli.training.distributed import DistContext
 from vidtwin_cli.training.loop import warmup_cosine
 from vidtwin_cli.training.ae_run import TrainRequest, train_autoencoder

@@ -10,6 +10,7 @@ import sys
 import traceback
 from typing import Annotated
 
+import click
 import typer
 
 from vidtwin_cli import __version__
@@ -18,8 +19,8 @@ from vidtwin_cli.commands import datasets, generate
 from vidtwin_cli.commands import train
 from vidtwin_cli.commands import batch
 from vidtwin_cli.commands import bench
-from vidtwin_cli.console import err_console
-from vidtwin_cli.errors import VidtwinError
+from vidtwin_cli.console import err_console, library_warnings, warner
+from vidtwin_cli.errors import VidtwinError, one_line
 
 app = typer.Typer(
     name="vidtwin",
@@ -61,8 +62,13 @@ app.add_typer(batch.app, name="batch")
 app.command("bench")(bench.command)
 
 
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())
+def _debug(argv: list[str]) -> bool:
+    """Whether the root option `--debug` was given (parsed as declared: before the command)."""
+    root = typer.main.get_command(app)
+    try:
+        return bool(root.make_context("vidtwin", list(argv), resilient_parsing=True).params.get("debug"))
+    except click.ClickException:
+        return False
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -70,7 +76,8 @@ def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     err = err_console()
     try:
-        result = app(args=argv, prog_name="vidtwin", standalone_mode=False)
+        with library_warnings(warner(err)):
+            result = app(args=argv, prog_name="vidtwin", standalone_mode=False)
         return result if isinstance(result, int) else 0
     except typer.Exit as e:
         return e.exit_code
@@ -81,15 +88,15 @@ def main(argv: list[str] | None = None) -> int:
         ctx = getattr(e, "ctx", None)
         where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         message = e.format_message() if hasattr(e, "format_message") else str(e)
-        err.print(f"error: {_one_line(message)}{where}", markup=False, soft_wrap=True)
+        err.print(f"error: {one_line(message)}{where}", markup=False, soft_wrap=True)
         return getattr(e, "exit_code", 2)
     except VidtwinError as e:
-        err.print(f"error: {_one_line(e)}", markup=False, soft_wrap=True)
+        err.print(f"error: {one_line(e)}", markup=False, soft_wrap=True)
         return e.exit_code
     except Exception as e:  # the one catch-all: report in one line, never a traceback by default
-        if "--debug" in argv:
+        if _debug(argv):
             traceback.print_exc()
-        err.print(f"error: unexpected {type(e).__name__}: {_one_line(e)} (rerun with --debug for a traceback)", markup=False, soft_wrap=True)
+        err.print(f"error: unexpected {type(e).__name__}: {one_line(e)} (rerun with --debug for a traceback)", markup=False, soft_wrap=True)
         return 1
 
 

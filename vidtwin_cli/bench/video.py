@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,6 +18,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vidtwin_cli.callbacks import Progress, Warn
 from vidtwin_cli.bench.baseline import available_codecs, decode_stream, encode_at_bytes, encode_frames
 from vidtwin_cli.bench.speed import PeakMemory, report_header, synthetic_clips
 from vidtwin_cli.vtw.container import describe_vtw, open_vtw, read_vtw, write_vtw
@@ -34,7 +34,6 @@ from vidtwin_cli.video.io import VideoReader
 
 log = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[int], None]
 RD_CRFS = (18, 23, 28, 33, 38, 43, 48)
 
 
@@ -81,7 +80,7 @@ def bench_video(
     sessions: dict[str, ModelSession],
     workdir: Path,
     options: VideoBenchOptions,
-    progress: ProgressCallback | None = None,
+    progress: Progress | None = None,
 ) -> dict:
     """Benchmark one video with one session per precision (precisions interleaved per repetition)."""
     memory = PeakMemory(next(iter(sessions.values())).device)
@@ -171,7 +170,7 @@ def _rates(reference: Path, workdir: Path, stem: str) -> dict:
 
 
 def _baseline(src: Path, codec: str, target: int, duration: float, clip_frames: int, options: VideoBenchOptions,
-              device: torch.device, progress: ProgressCallback | None) -> dict:  # fmt: skip
+              device: torch.device, progress: Progress | None) -> dict:  # fmt: skip
     start = time.perf_counter()
     stream, search = encode_at_bytes(src, target, codec, options.tolerance)
     seconds = time.perf_counter() - start
@@ -183,7 +182,7 @@ def _baseline(src: Path, codec: str, target: int, duration: float, clip_frames: 
 
 
 def _rd_sweep(src: Path, reference: Path, workdir: Path, stem: str, info: VideoInfo, session: ModelSession,
-              options: VideoBenchOptions, progress: ProgressCallback | None) -> dict:  # fmt: skip
+              options: VideoBenchOptions, progress: Progress | None) -> dict:  # fmt: skip
     """Rate–distortion points: VidTwin in every latent dtype, baselines over RD_CRFS."""
     loaded, runner = session.load()
     cfg, duration = loaded.config, info.duration
@@ -230,8 +229,8 @@ def run_videos(
     precisions: list[str],
     options: VideoBenchOptions,
     workdir: Path,
-    progress: ProgressCallback | None = None,
-    warn: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
+    warn: Warn | None = None,
 ) -> dict:
     """The report for real videos: one session per precision, loaded (and timed) once for all inputs."""
     sessions = {p: ModelSession(spec, device, p, options.batch_size, warn or log.warning) for p in precisions}
