@@ -83,6 +83,7 @@ def test_synthetic_bench_json(cli):
     assert set(report["latent_bytes_per_clip"]) == {"fp16", "bf16", "fp32", "int8"}
 
 
+@pytest.mark.slow
 def test_video_bench_json_and_plot(cli, sample_video, tmp_path):
     pytest.importorskip("matplotlib")
     png = tmp_path / "bench.png"
