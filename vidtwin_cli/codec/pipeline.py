@@ -96,7 +96,7 @@ def _source_name(src: VideoSource | LatentSource) -> str:
 
 
 def model_ref(loaded: LoadedModel) -> ModelRef:
-    return ModelRef(loaded.spec, loaded.sha256, loaded.config)
+    return ModelRef(loaded.spec, loaded.sha256, loaded.config, loaded.commit)
 
 
 def check_model(loaded: LoadedModel, header: VtwHeader, name: str, force: bool, warn: Warn) -> None:
@@ -254,7 +254,7 @@ def decoding(src: LatentSource, session: ModelSession, options: DecodeOptions,
     """Open latents and the model that may decode them (`--model`, else the one the file records)."""
     with open_latents(src) as latent:
         header = latent.header
-        loaded, runner = session.load(header.model.spec)
+        loaded, runner = session.load(header.model)
         check_model(loaded, header, latent.name, options.force, session.warn)
         if on_start:
             on_start(header.video.frame_count)
@@ -352,7 +352,7 @@ def swap_vtw(
     check_writable(Path(dst), tuple(Path(s) for s in (a_src, b_src) if isinstance(s, (str, Path))))
     with open_latents(a_src) as a, open_latents(b_src) as b:
         _check_pair(a.header, b.header, a.name, b.name)
-        loaded, runner = session.load(b.header.model.spec)
+        loaded, runner = session.load(b.header.model)
         check_model(loaded, b.header, b.name, options.force, session.warn)
         info, geometry, t = b.header.video, b.header.geometry, loaded.config.frames
         if on_start:
