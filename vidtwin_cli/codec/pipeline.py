@@ -286,8 +286,8 @@ def decode_vtw(
         frames = decoded_frames(latent, runner, options.only, progress)
         count = write_frames(dst, header.video, header.geometry, frames, output or VideoOutput())
     width, height = header.geometry.output_size
-    return DecodeResult(_source_name(src), str(dst), count, width, height, float(header.video.fps), options.only,
-                        time.perf_counter() - started)  # fmt: skip
+    return DecodeResult(_source_name(src), str(dst), count, width, height, float(header.video.fps),
+                        time.perf_counter() - started, options.only)  # fmt: skip
 
 
 # ---- cross-reenactment ----------------------------------------------------------------------
