@@ -97,7 +97,7 @@ def _source_name(src: VideoSource | LatentSource) -> str:
 
 
 def model_ref(loaded: LoadedModel) -> ModelRef:
-    return ModelRef(loaded.spec, loaded.sha256, loaded.config)
+    return ModelRef(loaded.spec, loaded.sha256, loaded.config, loaded.commit)
 
 
 def check_model(loaded: LoadedModel, header: VtwHeader, name: str, force: bool, warn: Callable[[str], None]) -> None:
@@ -255,7 +255,7 @@ def decoding(src: LatentSource, session: ModelSession, options: DecodeOptions,
     """Open latents and the model that may decode them (`--model`, else the one the file records)."""
     with open_latents(src) as latent:
         header = latent.header
-        loaded, runner = session.load(header.model.spec)
+        loaded, runner = session.load(header.model)
         check_model(loaded, header, latent.name, options.force, session.warn)
         if on_start:
             on_start(header.video.frame_count)

@@ -140,7 +140,7 @@ def swap_vtw(
             ha, hb = a_file.header.model, b_file.header.model
             raise ModelError(f"{a_file.name} and {b_file.name} come from different models "
                              f"({ha.spec} {ha.weights_sha256[:12]} vs {hb.spec} {hb.weights_sha256[:12]})")
-        loaded, runner = session.load(files[0].header.model.spec if files else None)
+        loaded, runner = session.load(files[0].header.model if files else None)
         for f in files:
             check_model(loaded, f.header, f.name, options.force, session.warn)
         a = a_file or MemoryVtw(encode_latents(a_src, session, EncodeOptions()), str(a_src))
