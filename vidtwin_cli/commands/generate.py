@@ -12,7 +12,7 @@ from vidtwin_cli.console import err_console, print_json, progress_bar
 from vidtwin_cli.generation.weights import resolve_dit
 from vidtwin_cli.errors import ModelError, UsageError
 from vidtwin_cli.generation.sample import OUTPUT_FORMATS, SamplerSettings, check_autoencoder, output_paths, sample_latents, write_samples
-from vidtwin_cli.codec.pipeline import VideoOutput
+from vidtwin_cli.codec.options import VideoOutput
 from vidtwin_cli.codec.model_session import ModelSession
 from vidtwin_cli.commands.options import CodecOption, CrfOption, DeviceOption, JsonOption, QuietOption
 

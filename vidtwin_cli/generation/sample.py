@@ -23,7 +23,8 @@ from vidtwin_cli.atomic import STDIO
 from vidtwin_cli.vtw.container import ModelRef, VtwFile, VtwHeader, write_vtw
 from vidtwin_cli.generation.weights import LoadedDiT
 from vidtwin_cli.errors import ModelError, RuntimeFailure, UsageError
-from vidtwin_cli.codec.pipeline import VideoOutput, decode_vtw
+from vidtwin_cli.codec.options import VideoOutput
+from vidtwin_cli.codec.pipeline import decode_vtw
 from vidtwin_cli.codec.model_session import ModelSession
 from vidtwin_cli.training.data import VIDEO_SUFFIXES
 from vidtwin_cli.video.info import Geometry, VideoInfo
@@ -151,7 +152,7 @@ def write_samples(
     paths: list[Path | str],
     kind: str,
     session: ModelSession | None = None,
-    output: VideoOutput = VideoOutput(),
+    output: VideoOutput | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[str]:
     """Write sample k to paths[k]: a `.vtw`, or (kind "video") decoded by the session's autoencoder.

@@ -13,22 +13,31 @@ import re
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from models import VidTwinConfig
+from models import Latents, VidTwinConfig
 
 from vidtwin_cli import __version__
 from vidtwin_cli.vtw.bytes import Entries, Layout, short, strict_json
-from vidtwin_cli.errors import ContainerError
+from vidtwin_cli.errors import ContainerError, UsageError
 from vidtwin_cli.video.info import Geometry, VideoInfo
 
 MAGIC = "vidtwin.vtw"
 VERSION = (1, 1)  # (major, minor): readers reject another major, accept a newer minor
 MAX_CONFIG_INT = 1 << 16  # no plausible model size exceeds this; bounds the work a hostile config causes
 
-LatentDtype = Literal["fp16", "bf16", "fp32", "int8"]
-LATENT_DTYPES: dict[str, str] = {"fp16": "F16", "bf16": "BF16", "fp32": "F32", "int8": "I8"}  # -> safetensors dtype
+LatentDtype = Literal["fp16", "bf16", "fp32", "int8", "entropy"]
+LATENT_DTYPES: dict[str, str] = {"fp16": "F16", "bf16": "BF16", "fp32": "F32", "int8": "I8"}  # raw: -> safetensors dtype
+ENTROPY = "entropy"  # quantised, temporally predicted, range-coded symbols: a 2.0 file (entropy.py)
+MAX_KEYINT = 1 << 16
+MAX_STEP = float(1 << 20)  # symbol · step must stay finite in float32 for every symbol below 2^15
 CHANNEL_AXIS = {"structure": -1, "dynamics_x": 1, "dynamics_y": 1}  # the latent tensors; d_S is last, d_D is dim 1
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 VERSION_TEXT = re.compile(r"^(\d{1,6})\.(\d{1,6})$")
+
+
+def check_latent_dtype(dtype: str) -> None:
+    """The one check of a requested latent storage dtype (`--dtype`)."""
+    if dtype not in LATENT_DTYPES:
+        raise UsageError(f"--dtype must be one of {', '.join(LATENT_DTYPES)}")
 
 
 @dataclass(frozen=True)
@@ -58,13 +67,21 @@ class VtwHeader:
     tool: str = "vidtwin"
     tool_version: str = __version__
     provenance: dict[str, Any] = field(default_factory=dict)  # free JSON, e.g. the generator's settings
+    step: float | None = None  # entropy: the quantisation step (latent value = symbol · step)
+    keyint: int | None = None  # entropy: a key clip every keyint clips, the others coded from the clip before
 
     def __post_init__(self) -> None:
         cfg, video, geo = self.model.config, self.video, self.geometry
         needed = -(-video.frame_count // cfg.frames)
+        coded = self.dtype == ENTROPY
         problems = [
-            (self.dtype not in LATENT_DTYPES,
-             f"latent dtype {short(self.dtype)} is not one of {', '.join(LATENT_DTYPES)}"),
+            (self.dtype not in LATENT_DTYPES and not coded,
+             f"latent dtype {short(self.dtype)} is not one of {', '.join([*LATENT_DTYPES, ENTROPY])}"),
+            (coded and not (type(self.step) is float and 0 < self.step <= MAX_STEP),
+             f"entropy coding needs a step in (0, {MAX_STEP:g}], got {short(self.step)}"),
+            (coded and not (type(self.keyint) is int and 1 <= self.keyint <= MAX_KEYINT),
+             f"entropy coding needs keyint in 1..{MAX_KEYINT}, got {short(self.keyint)}"),
+            (not coded and (self.step, self.keyint) != (None, None), f"step and keyint apply to {ENTROPY} latents only"),
             (not SHA256_HEX.match(str(self.model.weights_sha256)),
              f"weights sha256 {short(self.model.weights_sha256)} is not 64 lowercase hex digits"),
             (geo.tile != cfg.image_size,
@@ -86,7 +103,10 @@ class VtwHeader:
         """The oldest format version that describes this file, so 1.0 readers keep reading most files.
 
         1.1 added `video.sample_aspect` (anamorphic video); files of square-pixel video are 1.0.
+        Entropy-coded latents need 2.0 (docs/vtw-format.md, part 2).
         """
+        if self.dtype == ENTROPY:
+            return (2, 0)
         return (1, 1) if self.video.sample_aspect != 1 else (1, 0)
 
     @property
@@ -117,7 +137,7 @@ class VtwHeader:
             "seed": self.seed,
             "created_by": {"tool": self.tool, "version": self.tool_version},
             "provenance": self.provenance,
-        }
+        } | ({"coding": {"step": self.step, "keyint": self.keyint}} if self.dtype == ENTROPY else {})
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
@@ -137,11 +157,13 @@ class VtwHeader:
         provenance = h.get("provenance", {})
         if type(provenance) is not dict:
             raise ValueError("'provenance' must be an object")
+        coding = _req(h, "coding", dict) if h.get("latent_dtype") == ENTROPY else {}
         return cls(
             ModelRef(_req(model, "spec", str), _req(model, "weights_sha256", str), _config(_req(model, "config", dict))),
             VideoInfo.from_dict({**_req(h, "video", dict), "pts": None}),
             geometry, _req(h, "clips", int), _req(h, "latent_dtype", str), h.get("sampled"), h.get("seed"),
             _req(created, "tool", str), _req(created, "version", str), provenance,
+            coding.get("step"), coding.get("keyint"),
         )  # fmt: skip
 
 
@@ -158,6 +180,17 @@ def tensor_layout(config: VidTwinConfig, rows: int, dtype: str, pts_frames: int 
     if pts_frames is not None:
         layout["pts"] = ("I64", (pts_frames,))
     return layout
+
+def check_latents(config: VidTwinConfig, latents: Latents) -> int:
+    """Rows of `latents` after checking their shapes against the model config (ValueError if not)."""
+    rows = latents.structure.shape[0]
+    expected = {"structure": config.structure_shape, "dynamics_x": config.dynamics_shape,
+                "dynamics_y": config.dynamics_shape}
+    for key, shape in expected.items():
+        got = tuple(getattr(latents, key).shape)
+        if got != (rows, *shape):
+            raise ValueError(f"latents.{key} has shape {got}, the model config needs {(rows, *shape)}")
+    return rows
 
 
 def check_identity(name: str, meta: dict[str, Any] | None) -> int:
