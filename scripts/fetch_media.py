@@ -5,13 +5,14 @@ files we use are extracted and checked (non-empty, pinned sha256), and the archi
 Files already present are skipped, so later runs are offline and instant.
 
     python scripts/fetch_media.py            # default set: quick (~80 MB of downloads)
-    python scripts/fetch_media.py --all      # also the opencv-python sdist (~95 MB more)
+    python scripts/fetch_media.py --all      # also the optional packages (~195 MB more)
     python scripts/fetch_media.py --list     # what goes where, and each clip's role, without fetching
 
 Clips whose role is "held-out" are for evaluation only (`vidtwin bench`, `train --val`): no default model
 is trained on them, so the figures measured on them stay honest. `--list` prints each file's role.
 
-Destination: --dest, else $VIDTWIN_MEDIA, else <repo>/.cache/media (git-ignored).
+Destination: --dest, else $VIDTWIN_MEDIA, else <vidtwin user cache>/media (vidtwin_cli/cache.py: $VIDTWIN_CACHE
+or e.g. ~/.cache/vidtwin), where the tests and `vidtwin bench` look for it.
 """
 
 from __future__ import annotations
@@ -89,6 +90,26 @@ PACKAGES = (
                "opencv-python-4.10.0.84/opencv/samples/cpp/tutorial_code/calib3d/real_time_pose_estimation/Data/box.mp4",
                "62b744b99403f899707c43398a3822441add6160379ab6dd6c12bde9e3075f8d", role="held-out"),
     ), optional=True),
+    # Earth at night turning, from NASA satellite imagery (dark frames, slow global motion).
+    Package("gradio==6.31.0", False, (
+        Member("world.mp4", "gradio/media_assets/videos/world.mp4",
+               "71944d7430c461f0cd6e7fd10cee7eb72786352a3678fc7bc0ae3d410f72aece"),
+    ), optional=True),
+    # Static-camera recordings of people moving: a dancer before a blue backdrop, a pianist at a keyboard.
+    Package("musicalgestures==1.32.0", False, (
+        Member("dancer.avi", "musicalgestures/examples/dancer.avi",
+               "a40f3be55eacad307c1174676e7cc223d1b26ec5b4e773aacd3e085b60bb4483"),
+        Member("pianist.avi", "musicalgestures/examples/pianist.avi",
+               "1b17d27c2aba3a3e52f6bab717cc5afa93b39848e528d3743afb16b34b554d39"),
+    ), optional=True),
+    Package("psychopy==2026.2.5", False, (
+        # A man talking to a webcam in front of a bookshelf (face, speech motion, book-spine text).
+        Member("jwpIntro.mp4", "psychopy/demos/coder/stimuli/jwpIntro.mp4",
+               "f0c7ef7c6bdcdb37f099fbaa001d8901c927d8135851bc2542b55b21490f433c"),
+        # Motion graphics: rows of large text scrolling diagonally under a moving grating disc.
+        Member("psychopy_default.mp4", "psychopy/assets/default.mp4",
+               "6f4c735d183678ef66cd99f0a887a4e5cf0ac217f2a604d6b4fdee1dbd1096b1"),
+    ), optional=True),
 )
 
 
@@ -97,7 +118,10 @@ class FetchError(Exception):
 
 
 def default_dest() -> Path:
-    return Path(os.environ.get("VIDTWIN_MEDIA") or REPO / ".cache" / "media")
+    sys.path.insert(0, str(REPO))  # run as a script from a checkout, installed or not
+    from vidtwin_cli.cache import default_media_dir
+
+    return default_media_dir()
 
 
 def sha256_of(path: Path) -> str:
@@ -185,9 +209,9 @@ def fetch(dest: Path, everything: bool = False, log=print) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dest", type=Path, default=None,
-                        help="media directory (default: $VIDTWIN_MEDIA or .cache/media)")
+                        help="media directory (default: $VIDTWIN_MEDIA or <vidtwin cache>/media)")
     parser.add_argument("--all", action="store_true",
-                        help="also fetch the optional packages (the opencv-python sdist's clips)")
+                        help="also fetch the optional packages (more training and held-out clips)")
     parser.add_argument("--list", action="store_true", help="print the files and their packages, fetch nothing")
     args = parser.parse_args(argv)
     dest = args.dest or default_dest()

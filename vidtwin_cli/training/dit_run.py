@@ -16,7 +16,8 @@ from typing import Any
 
 import torch
 
-from vidtwin_cli.generation.weights import AutoencoderRef, load_dit_file
+from vidtwin_cli.vtw.header import ModelRef
+from vidtwin_cli.generation.weights import load_dit_file
 from vidtwin_cli.errors import InputError, ModelError, UsageError
 from vidtwin_cli.codec.model_session import ModelSession
 from vidtwin_cli.video.info import check_fit
@@ -115,7 +116,7 @@ def _train(req: DitRequest, dist: DistContext, progress: StepProgress | None, re
     kept = [(f, c) for f, c in zip(files, class_ids) if f is not None]
     latents, labels, fps = load_cache([f for f, _ in kept], [c for _, c in kept])
     say(f"data: {len(labels)} clips from {len(kept)} videos")
-    autoencoder = AutoencoderRef(settings["autoencoder"], loaded.sha256, loaded.config)
+    autoencoder = ModelRef(settings["autoencoder"], loaded.sha256, loaded.config)
     model_config = config.model_config(autoencoder, len(classes))
 
     if resume_step is not None:
