@@ -24,7 +24,8 @@ from vidtwin_cli.bench.speed import PeakMemory, report_header, synthetic_clips
 from vidtwin_cli.vtw.container import describe_vtw, open_vtw, read_vtw, write_vtw
 from vidtwin_cli.vtw.header import LATENT_DTYPES, check_latent_dtype
 from vidtwin_cli.errors import UsageError
-from vidtwin_cli.bench.metrics import VideoQuality, compare, json_ready
+from vidtwin_cli.bench.metrics import VideoQuality, compare, json_ready, mse, psnr_from_mse
+from vidtwin_cli.bench.resample import TIME_FACTORS, ResampleGrid, resampled_frames
 from vidtwin_cli.codec.options import EncodeOptions
 from vidtwin_cli.codec.pipeline import Stopwatch, decoded_frames, encode_video
 from vidtwin_cli.codec.runtime import ModelRunner
@@ -146,6 +147,8 @@ def bench_video(
         "runs": results,
         "baselines": [_baseline(src, codec, target, info.duration, cfg.frames, options, sessions[first].device, progress)
                       for codec in options.baselines if codec in available_codecs(info.width)],
+        "resample": _resample_baseline(src, info, clips * header.tiles_per_clip * cfg.latent_values, cfg.frames,
+                                       options, sessions[first].device, progress),
     }  # fmt: skip
     if options.rd:
         out["rd"] = _rd_sweep(src, reference, workdir, stem, info, sessions[first], options, progress)
@@ -179,6 +182,27 @@ def _baseline(src: Path, codec: str, target: int, duration: float, clip_frames: 
         progress(1)
     return {"codec": codec, **search, "pix_fmt": stream.pix_fmt, "kbit_per_s": _kbps(stream.bytes, duration),
             "search_seconds": seconds, "quality": quality}  # fmt: skip
+
+
+def _resample_baseline(src: Path, info: VideoInfo, budget: int, clip_frames: int, options: VideoBenchOptions,
+                       device: torch.device, progress: ProgressCallback | None) -> dict:  # fmt: skip
+    """The model's latent value count spent on a downsampled copy of the video (`bench.resample`):
+    every time/space split in TIME_FACTORS is tried, and the best by pooled PSNR is measured in full."""
+    tried = []
+    for t in TIME_FACTORS:
+        grid = ResampleGrid.for_budget(info.width, info.height, info.frame_count, budget, t)
+        with VideoReader(src) as reference, VideoReader(src) as video:
+            errors = [mse(ref, out) for ref, out in zip(reference, resampled_frames(video, grid))]
+        tried.append((psnr_from_mse(float(np.mean(errors))), grid))
+    best = max(tried, key=lambda pair: pair[0])[1]
+    with VideoReader(src) as video:
+        quality = compare(src, resampled_frames(video, best), _quality(clip_frames, None, options, device))
+    if progress:
+        progress(1)
+    return {"codec": "bicubic", "values": best.values, "model_values": budget, "time_factor": best.time_factor,
+            "width": best.width, "height": best.height, "quality": quality,
+            "tried": [{"time_factor": g.time_factor, "width": g.width, "height": g.height, "values": g.values,
+                       "psnr": p} for p, g in tried]}  # fmt: skip
 
 
 def _rd_sweep(src: Path, reference: Path, workdir: Path, stem: str, info: VideoInfo, session: ModelSession,
@@ -219,7 +243,7 @@ def _rd_sweep(src: Path, reference: Path, workdir: Path, stem: str, info: VideoI
 def video_steps(options: VideoBenchOptions, precisions: int) -> int:
     """Progress steps `bench_video` reports for one input (for a progress total)."""
     codecs = len([c for c in options.baselines if c in available_codecs()])
-    return options.repeat * precisions + codecs + (len(LATENT_DTYPES) + codecs * len(RD_CRFS) if options.rd else 0)
+    return options.repeat * precisions + codecs + 1 + (len(LATENT_DTYPES) + codecs * len(RD_CRFS) if options.rd else 0)
 
 
 def run_videos(

@@ -117,8 +117,10 @@ def tables(report: dict) -> list[Table]:
         rate = video["rate"][video["latent_dtype"]]
         rows = [(f"vidtwin {r['precision']}", rate["bytes"], rate["kbit_per_s"], r["quality"]) for r in video["runs"]]
         rows += [(b["codec"], b["bytes"], b["kbit_per_s"], b["quality"]) for b in video["baselines"]]
+        if resample := video.get("resample"):
+            rows.append((f"bicubic, {resample['values']:,} values", None, None, resample["quality"]))
         for name, nbytes, kbps, q in rows:
-            quality.add_row(name, f"{nbytes:,}", _f(kbps, ".0f"), _f(q["psnr"]["pooled"]), _f(q["ssim"]["mean"], ".3f"),
+            quality.add_row(name, _f(nbytes, ","), _f(kbps, ".0f"), _f(q["psnr"]["pooled"]), _f(q["ssim"]["mean"], ".3f"),
                             _f(q["lpips"] and q["lpips"]["mean"], ".3f"), _f(q["flicker_rmse"], ".1f"),
                             _f(q["clip_seam"] and q["clip_seam"]["ratio"]), _f(q["tile_seam"] and q["tile_seam"]["ratio"]))  # fmt: skip
         out.append(quality)
