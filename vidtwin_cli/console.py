@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console
@@ -23,7 +24,8 @@ from rich.progress import (
 from rich import filesize
 from rich.text import Text
 
-ProgressCallback = Callable[[int], None]
+from vidtwin_cli.callbacks import Progress as Advance, Warn
+
 
 
 BYTES = "bytes"  # a task whose `unit` field says so counts bytes (a model download, a checksum pass)
@@ -60,13 +62,40 @@ def err_console() -> Console:
     return Console(stderr=True, highlight=False)
 
 
-def warner(console: Console) -> Callable[[str], None]:
+def warner(console: Console) -> Warn:
     """A `warn(message)` that prints one unwrapped `warning: message` line on `console`."""
 
     def warn(message: str) -> None:
         console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
 
     return warn
+
+
+class _WarningLines(logging.Handler):
+    """A logging handler that hands each warning record's message to a `warn` callback."""
+
+    def __init__(self, warn: Warn) -> None:
+        super().__init__(logging.WARNING)
+        self.warn = warn
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.warn(record.getMessage())
+
+
+@contextlib.contextmanager
+def library_warnings(warn: Warn) -> Iterator[None]:
+    """While the block runs, warnings the library logs (logger `vidtwin_cli`) go to `warn`.
+
+    Library code without a `warn` callback of its own logs its warnings; the CLI routes them here,
+    so every warning reaches stderr as one `warning: ...` line.
+    """
+    logger = logging.getLogger("vidtwin_cli")
+    handler = _WarningLines(warn)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def progress_bar(console: Console, quiet: bool = False, unit: str = "frames") -> Progress:
@@ -96,10 +125,10 @@ def print_json(obj: Any) -> None:
     sys.stdout.flush()
 
 
-def stages(progress: Progress) -> Callable[[str, int | None, str], Callable[[int], None]]:
+def stages(progress: Progress) -> Callable[[str, int | None, str], Advance]:
     """A `StageProgress` (codec/hub.py) on `progress`: each stage (download, conversion) gets its own task."""
 
-    def stage(description: str, total: int | None, unit: str) -> Callable[[int], None]:
+    def stage(description: str, total: int | None, unit: str) -> Advance:
         task = progress.add_task(description, total=total, unit=unit)
         return lambda n: progress.advance(task, n)
 
@@ -119,7 +148,7 @@ class TaskProgress:
     def advance(self, n: int) -> None:
         self._progress.advance(self._task, n)
 
-    def stage(self, description: str, total: int | None, unit: str) -> Callable[[int], None]:
+    def stage(self, description: str, total: int | None, unit: str) -> Advance:
         """One more task on the same display (`stages`), e.g. a model download."""
         return stages(self._progress)(description, total, unit)
 

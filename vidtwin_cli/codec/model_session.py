@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
+from vidtwin_cli.callbacks import Warn
 from vidtwin_cli.codec.hub import StageProgress
 from vidtwin_cli.codec.runtime import AUTO, ModelRunner, precision_name, resolve_device, resolve_precision
 from vidtwin_cli.codec.weights import LoadedModel, resolve_model, resolve_recorded_model
@@ -27,7 +27,7 @@ class ModelSession:
         device: str = AUTO,
         precision: str = AUTO,
         batch_size: int = 1,
-        warn: Callable[[str], None] = log.warning,
+        warn: Warn = log.warning,
         compile: bool = False,
         progress: StageProgress | None = None,
     ) -> None:

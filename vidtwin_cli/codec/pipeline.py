@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -20,10 +20,11 @@ import torch
 
 from models import Latents
 
+from vidtwin_cli.callbacks import OnStart, Progress, Warn
 from vidtwin_cli.atomic import check_writable
 from vidtwin_cli.codec.model_session import ModelSession
-from vidtwin_cli.codec.options import DecodeOptions, EncodeOptions, SwapOptions, VideoOutput
-from vidtwin_cli.codec.results import DecodeResult, EncodeResult, SwapResult
+from vidtwin_cli.codec.options import DecodeOptions, EncodeOptions, VideoOutput
+from vidtwin_cli.codec.results import DecodeResult, EncodeResult
 from vidtwin_cli.codec.runtime import ModelRunner
 from vidtwin_cli.codec.weights import LoadedModel
 from vidtwin_cli.errors import InputError, ModelError
@@ -33,8 +34,6 @@ from vidtwin_cli.video.io import VideoReader, VideoWriter, iter_clips
 from vidtwin_cli.video.tiling import frames_to_tiles, tiles_to_frames
 from vidtwin_cli.vtw.container import ModelRef, VtwFile, VtwHeader, VtwReader, VtwWriter, describe_vtw, open_vtw
 
-Progress = Callable[[int], None] | None
-OnStart = Callable[[int | None], None] | None
 VideoSource = Path | str | np.ndarray | torch.Tensor  # a file ("-": stdin) or (T, H, W, 3) uint8 frames
 LatentSource = Path | str | VtwFile  # a .vtw file ("-": stdin) or one in memory
 
@@ -100,7 +99,7 @@ def model_ref(loaded: LoadedModel) -> ModelRef:
     return ModelRef(loaded.spec, loaded.sha256, loaded.config, loaded.commit)
 
 
-def check_model(loaded: LoadedModel, header: VtwHeader, name: str, force: bool, warn: Callable[[str], None]) -> None:
+def check_model(loaded: LoadedModel, header: VtwHeader, name: str, force: bool, warn: Warn) -> None:
     """Refuse latents made by other weights (unless `force`, with a warning); other sizes never decode."""
     if loaded.config != header.model.config:
         raise ModelError(f"{name} was made with a different model config than {loaded.spec} "
@@ -117,7 +116,7 @@ def check_model(loaded: LoadedModel, header: VtwHeader, name: str, force: bool, 
 
 
 def _encoded_clips(video: VideoReader | FrameArray, geometry: Geometry, runner: ModelRunner, options: EncodeOptions,
-                   progress: Progress) -> Iterator[Latents]:  # fmt: skip
+                   progress: Progress | None) -> Iterator[Latents]:  # fmt: skip
     """The latents of every clip of `video` (the last clip padded), clip by clip."""
     generator = torch.Generator().manual_seed(options.seed or 0) if options.sample else None
     for clip, valid in iter_clips(video, runner.config.frames):
@@ -134,8 +133,8 @@ def encode_video(
     *,
     fps: float | Fraction | None = None,
     format: str | None = None,
-    progress: Progress = None,
-    on_start: OnStart = None,
+    progress: Progress | None = None,
+    on_start: OnStart | None = None,
 ) -> EncodeResult:
     """Encode a video file ("-" with `format`) or frames (with `fps`) to a .vtw at `dst` ("-" = stdout).
 
@@ -173,8 +172,8 @@ def encode_latents(
     *,
     fps: float | Fraction | None = None,
     format: str | None = None,
-    progress: Progress = None,
-    on_start: OnStart = None,
+    progress: Progress | None = None,
+    on_start: OnStart | None = None,
 ) -> VtwFile:
     """Encode a video file or frames to an in-memory `VtwFile`: the header and float32 latents.
 
@@ -212,7 +211,7 @@ class Stopwatch:
             self.seconds += time.perf_counter() - start
 
 
-def trimmed(clips: Iterable[np.ndarray], frame_count: int, progress: Progress = None) -> Iterator[np.ndarray]:
+def trimmed(clips: Iterable[np.ndarray], frame_count: int, progress: Progress | None = None) -> Iterator[np.ndarray]:
     """The frames of decoded clips (T, H, W, 3), the padded tail dropped: exactly `frame_count` frames."""
     left = frame_count
     for frames in clips:
@@ -223,7 +222,7 @@ def trimmed(clips: Iterable[np.ndarray], frame_count: int, progress: Progress = 
             progress(keep)
 
 
-def decoded_frames(latent: Latent, runner: ModelRunner, only: str | None = None, progress: Progress = None,
+def decoded_frames(latent: Latent, runner: ModelRunner, only: str | None = None, progress: Progress | None = None,
                    clock: Stopwatch | None = None) -> Iterator[np.ndarray]:  # fmt: skip
     """Frames (H, W, 3) uint8 of decoded latents, clip by clip, with the source's frame count.
 
@@ -252,7 +251,7 @@ def write_frames(dst: Path | str, info: VideoInfo, geometry: Geometry, frames: I
 
 @contextlib.contextmanager
 def decoding(src: LatentSource, session: ModelSession, options: DecodeOptions,
-             on_start: OnStart = None) -> Iterator[tuple[Latent, ModelRunner]]:  # fmt: skip
+             on_start: OnStart | None = None) -> Iterator[tuple[Latent, ModelRunner]]:  # fmt: skip
     """Open latents and the model that may decode them (`--model`, else the one the file records)."""
     with open_latents(src) as latent:
         header = latent.header
@@ -264,7 +263,7 @@ def decoding(src: LatentSource, session: ModelSession, options: DecodeOptions,
 
 
 def iter_decoded(src: LatentSource, session: ModelSession, options: DecodeOptions = DecodeOptions(),
-                 progress: Progress = None, on_start: OnStart = None) -> Iterator[np.ndarray]:  # fmt: skip
+                 progress: Progress | None = None, on_start: OnStart | None = None) -> Iterator[np.ndarray]:  # fmt: skip
     """Decoded frames (H, W, 3) uint8 of a .vtw or in-memory latents, streamed clip by clip."""
     with decoding(src, session, options, on_start) as (latent, runner):
         yield from decoded_frames(latent, runner, options.only, progress)
@@ -277,8 +276,8 @@ def decode_vtw(
     options: DecodeOptions = DecodeOptions(),
     output: VideoOutput | None = None,
     *,
-    progress: Progress = None,
-    on_start: OnStart = None,
+    progress: Progress | None = None,
+    on_start: OnStart | None = None,
 ) -> DecodeResult:
     """Decode latents to a video with the source's frame count, timing and size."""
     started = time.perf_counter()
@@ -288,113 +287,5 @@ def decode_vtw(
         frames = decoded_frames(latent, runner, options.only, progress)
         count = write_frames(dst, header.video, header.geometry, frames, output or VideoOutput())
     width, height = header.geometry.output_size
-    return DecodeResult(_source_name(src), str(dst), count, width, height, float(header.video.fps), options.only,
-                        time.perf_counter() - started, str(session.device), session.precision)  # fmt: skip
-
-
-# ---- cross-reenactment ----------------------------------------------------------------------
-
-
-def parse_range(text: str, duration: float) -> tuple[float, float]:
-    """'START:END' in seconds (either side may be empty) within [0, duration]."""
-    start_s, sep, end_s = text.partition(":")
-    try:
-        start = float(start_s) if start_s else 0.0
-        end = float(end_s) if end_s else duration
-    except ValueError:
-        sep = ""
-    if not sep:
-        raise InputError(f"--range {text!r} must be START:END in seconds, e.g. 1.5:4")
-    if not (0 <= start < end) or start >= duration or end > duration + 1e-6:
-        raise InputError(f"--range {text} is outside the dynamics video (0 to {duration:.3f} s) or empty")
-    return start, end
-
-
-def frame_times(info: VideoInfo) -> np.ndarray:
-    """Presentation time in seconds of every frame (timestamps for VFR, index / fps otherwise)."""
-    if info.pts is not None:
-        return np.asarray(info.pts, dtype=np.float64) * float(info.time_base)
-    return np.arange(info.frame_count, dtype=np.float64) / float(info.fps)
-
-
-def _check_pair(a: VtwHeader, b: VtwHeader, name_a: str, name_b: str) -> None:
-    if a.model.weights_sha256 != b.model.weights_sha256:
-        raise ModelError(f"{name_a} and {name_b} come from different models "
-                         f"({a.model.spec} {a.model.weights_sha256[:12]} vs {b.model.spec} {b.model.weights_sha256[:12]})")
-    ga, gb = a.geometry, b.geometry
-    if (ga.fit, ga.rows, ga.cols) != (gb.fit, gb.rows, gb.cols):
-        raise InputError(f"{name_a} and {name_b} have different geometry: {ga.fit} {ga.rows}x{ga.cols} tiles "
-                         f"({ga.width}x{ga.height}) vs {gb.fit} {gb.rows}x{gb.cols} tiles ({gb.width}x{gb.height})")
-
-
-def swap_latents(structure_from: Latents, dynamics_from: Latents) -> Latents:
-    """Structure of one clip with the dynamics of another (the decoder input u_S^A + u_D^B)."""
-    return Latents(structure_from.structure, dynamics_from.dynamics_x, dynamics_from.dynamics_y)
-
-
-def swap_vtw(
-    a_src: LatentSource,
-    b_src: LatentSource,
-    dst: Path | str,
-    session: ModelSession,
-    options: SwapOptions = SwapOptions(),
-    output: VideoOutput | None = None,
-    *,
-    progress: Progress = None,
-    on_start: OnStart = None,
-) -> SwapResult:
-    """Structure of A with the dynamics of B, on B's timeline; a `dst` ending in .vtw stores latents.
-
-    A clip index past A's end holds A's last clip. With `options.span` ('START:END', seconds of B)
-    only frames in that span are swapped, the rest is B's own reconstruction (per frame for video
-    output; for .vtw output per clip, every clip that overlaps the span).
-    """
-    started = time.perf_counter()
-    as_vtw = Path(dst).suffix == ".vtw"
-    check_writable(Path(dst), tuple(Path(s) for s in (a_src, b_src) if isinstance(s, (str, Path))))
-    with open_latents(a_src) as a, open_latents(b_src) as b:
-        _check_pair(a.header, b.header, a.name, b.name)
-        loaded, runner = session.load(b.header.model)
-        check_model(loaded, b.header, b.name, options.force, session.warn)
-        info, geometry, t = b.header.video, b.header.geometry, loaded.config.frames
-        if on_start:
-            on_start(info.frame_count)
-        times = frame_times(info)
-        start, end = parse_range(options.span, info.duration) if options.span else (-np.inf, np.inf)
-        inside = (times >= start) & (times < end)  # per frame of B
-        swapped_clips = 0
-
-        def mixed(i: int, lat_b: Latents) -> tuple[Latents, np.ndarray]:
-            mask = np.zeros(t, dtype=bool)  # padded tail frames count as outside
-            real = inside[i * t : (i + 1) * t]
-            mask[: len(real)] = real
-            return swap_latents(a.clip(min(i, a.header.clips - 1)), lat_b), mask
-
-        if as_vtw:
-            provenance = {"swap": {"structure": a.name, "dynamics": b.name, "range": options.span}}
-            with VtwWriter(dst, b.header.model, geometry, options.dtype, provenance=provenance) as writer:
-                for i, lat_b in enumerate(b.iter_clips()):
-                    lat, mask = mixed(i, lat_b)
-                    use = bool(mask.any())
-                    swapped_clips += use
-                    writer.add(lat if use else lat_b)
-                    if progress:
-                        progress(int(min(t, info.frame_count - i * t)))
-                nbytes = writer.finish(info)
-            return SwapResult(a.name, b.name, str(dst), info.frame_count, swapped_clips, options.span, nbytes,
-                              time.perf_counter() - started, str(session.device), session.precision)  # fmt: skip
-
-        def clips() -> Iterator[np.ndarray]:
-            nonlocal swapped_clips
-            for i, lat_b in enumerate(b.iter_clips()):
-                lat, mask = mixed(i, lat_b)
-                frames = tiles_to_frames(runner.decode(lat), geometry) if mask.any() else None
-                if frames is None or not mask.all():
-                    own = tiles_to_frames(runner.decode(lat_b), geometry)
-                    frames = own if frames is None else np.where(mask[:, None, None, None], frames, own)
-                swapped_clips += bool(mask.any())
-                yield frames
-
-        count = write_frames(dst, info, geometry, trimmed(clips(), info.frame_count, progress), output or VideoOutput())
-    return SwapResult(a.name, b.name, str(dst), count, swapped_clips, options.span, None,
-                      time.perf_counter() - started, str(session.device), session.precision)  # fmt: skip
+    return DecodeResult(_source_name(src), str(dst), count, width, height, float(header.video.fps),
+                        time.perf_counter() - started, str(session.device), session.precision, options.only)  # fmt: skip

@@ -15,8 +15,8 @@ class JsonResult:
 
 
 @dataclass(frozen=True)
-class EncodeResult(JsonResult):
-    """A video encoded to a `.vtw` file."""
+class VideoJobResult(JsonResult):
+    """What every job between a video and its latents reports."""
 
     input: str
     output: str
@@ -24,13 +24,6 @@ class EncodeResult(JsonResult):
     width: int
     height: int
     fps: float
-    clips: int
-    tiles_per_clip: int
-    bytes: int
-    bitrate_kbps: float | None  # None for a zero-length video
-    compression_rate: float  # the paper's latent values / input values
-    compression_vs_raw: float | None  # raw RGB24 bytes / file bytes
-    latent_dtype: str
     seconds: float
     device: str  # where the model ran, e.g. "cpu", "cuda:0"
     precision: str  # fp32, bf16 or fp16 (what "auto" chose)
@@ -41,23 +34,23 @@ class EncodeResult(JsonResult):
 
 
 @dataclass(frozen=True)
-class DecodeResult(JsonResult):
+class EncodeResult(VideoJobResult):
+    """A video encoded to a `.vtw` file."""
+
+    clips: int
+    tiles_per_clip: int
+    bytes: int
+    bitrate_kbps: float | None  # None for a zero-length video
+    compression_rate: float  # the paper's latent values / input values
+    compression_vs_raw: float | None  # raw RGB24 bytes / file bytes
+    latent_dtype: str
+
+
+@dataclass(frozen=True)
+class DecodeResult(VideoJobResult):
     """A `.vtw` decoded to a video file."""
 
-    input: str
-    output: str
-    frames: int
-    width: int
-    height: int
-    fps: float
     only: str | None
-    seconds: float
-    device: str
-    precision: str
-
-    @property
-    def frames_per_second(self) -> float:
-        return self.frames / self.seconds
 
 
 @dataclass(frozen=True)
