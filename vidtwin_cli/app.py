@@ -1,14 +1,21 @@
 """The `vidtwin` command line: builds the Typer app and maps errors to exit codes.
 
 This is the only place that turns exceptions into exit codes (docs/cli.md):
-0 ok, 1 runtime failure, 2 usage or input error, 130 interrupted.
+0 ok, 1 runtime failure, 2 usage or input error, 128 + N stopped by signal N (130 Ctrl-C,
+143 SIGTERM, 129 SIGHUP). Every message is one line on stderr, shown escaped (console.shown).
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import os
+import signal
 import sys
+import threading
 import traceback
-from typing import Annotated
+from collections.abc import Iterator
+from typing import Annotated, Any
 
 import typer
 
@@ -18,8 +25,10 @@ from vidtwin_cli.commands import datasets, generate
 from vidtwin_cli.commands import train
 from vidtwin_cli.commands import batch
 from vidtwin_cli.commands import bench
-from vidtwin_cli.console import err_console
-from vidtwin_cli.errors import VidtwinError
+from vidtwin_cli.console import err_console, message_line
+from vidtwin_cli.errors import Interrupted, VidtwinError
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # `kill`, a closed terminal: stopped like Ctrl-C
 
 app = typer.Typer(
     name="vidtwin",
@@ -61,36 +70,84 @@ app.add_typer(batch.app, name="batch")
 app.command("bench")(bench.command)
 
 
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())
+@contextlib.contextmanager
+def stop_signals_interrupt() -> Iterator[None]:
+    """Within the block, SIGTERM and SIGHUP raise `Interrupted` like Ctrl-C raises KeyboardInterrupt.
+
+    Once: the handler then ignores both, so a second signal cannot cut the cleanup short.
+    """
+    if threading.current_thread() is not threading.main_thread():  # signals are only handled there
+        yield
+        return
+
+    def handler(signum: int, frame: Any) -> None:
+        for sig in STOP_SIGNALS:
+            signal.signal(sig, signal.SIG_IGN)
+        raise Interrupted(signum)
+
+    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, old in previous.items():
+            signal.signal(sig, old)
+
+
+def _os_error_line(e: OSError) -> str:
+    """What the system refused, in one line: 'OUT.vtw: No space left on device'."""
+    where = f"{e.filename}: " if e.filename else ""
+    reason = e.strerror or str(e)
+    if e.errno in (errno.ENOSPC, errno.EDQUOT):
+        return f"{where}{reason}; free some space (or choose another output folder) and rerun"
+    return f"{where}{reason}"
+
+
+def _stdout_closed() -> None:
+    """After a broken pipe, point stdout at /dev/null so that the exit-time flush cannot fail again."""
+    with contextlib.suppress(OSError, ValueError, AttributeError):
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
 
 
 def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return the process exit code (the console script exits with it)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     err = err_console()
+
+    def fail(message: str, code: int) -> int:
+        err.print(message_line(message), soft_wrap=True)
+        return code
+
     try:
-        result = app(args=argv, prog_name="vidtwin", standalone_mode=False)
+        with stop_signals_interrupt():
+            result = app(args=argv, prog_name="vidtwin", standalone_mode=False)
         return result if isinstance(result, int) else 0
     except typer.Exit as e:
         return e.exit_code
+    except Interrupted as e:
+        return fail(f"interrupted by {e.signal_name}", e.exit_code)
     except (typer.Abort, KeyboardInterrupt):
-        err.print("interrupted", markup=False)
-        return 130
+        return fail("interrupted", 130)
     except typer.TyperException as e:  # parser errors: bad flag, missing argument, unknown command
         ctx = getattr(e, "ctx", None)
         where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         message = e.format_message() if hasattr(e, "format_message") else str(e)
-        err.print(f"error: {_one_line(message)}{where}", markup=False, soft_wrap=True)
-        return getattr(e, "exit_code", 2)
+        return fail(f"error: {message}{where}", getattr(e, "exit_code", 2))
     except VidtwinError as e:
-        err.print(f"error: {_one_line(e)}", markup=False, soft_wrap=True)
-        return e.exit_code
+        return fail(f"error: {e}", e.exit_code)
+    except BrokenPipeError:  # whoever read our stdout stopped reading (`| head`)
+        _stdout_closed()
+        return fail("error: the output pipe was closed before all data was written", 1)
+    except OSError as e:  # the system refused (disk full, quota, permissions) somewhere no layer translated
+        return fail(f"error: {_os_error_line(e)}", 1)
     except Exception as e:  # the one catch-all: report in one line, never a traceback by default
         if "--debug" in argv:
             traceback.print_exc()
-        err.print(f"error: unexpected {type(e).__name__}: {_one_line(e)} (rerun with --debug for a traceback)", markup=False, soft_wrap=True)
-        return 1
+        return fail(f"error: unexpected {type(e).__name__}: {e} (rerun with --debug for a traceback)", 1)
+    finally:
+        try:  # now, not at interpreter exit, where a closed pipe would print a stray "Exception ignored"
+            sys.stdout.flush()
+        except (OSError, ValueError, AttributeError):  # closed pipe, closed or missing stdout
+            _stdout_closed()
 
 
 def entry() -> None:

@@ -8,17 +8,35 @@ import sys
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
-from typing import BinaryIO
+from typing import BinaryIO, TextIO
 
-from vidtwin_cli.errors import InputError
+from vidtwin_cli.errors import InputError, UsageError
 
 STDIO = "-"
+
+
+def stdin_bytes() -> BinaryIO:
+    """Standard input as bytes; a closed one (`<&-`: Python then has no sys.stdin) is a usage error."""
+    if sys.stdin is None:
+        raise UsageError("standard input is closed; pipe data into '-' or give a file")
+    return sys.stdin.buffer
+
+
+def stdout_text() -> TextIO:
+    """Standard output; a closed one (`>&-`) is a usage error."""
+    if sys.stdout is None:
+        raise UsageError("standard output is closed; redirect it (e.g. > out) or write to a file")
+    return sys.stdout
+
+
+def stdout_bytes() -> BinaryIO:
+    return stdout_text().buffer
 
 
 def check_writable(path: Path, inputs: tuple[Path, ...] = ()) -> None:
     """Refuse output paths that cannot be written or would overwrite an input."""
     if str(path) == STDIO:
-        if sys.stdout.isatty():
+        if stdout_text().isatty():
             raise InputError("refusing to write binary output to a terminal; redirect stdout or pass -o FILE")
         return
     if not path.parent.is_dir():
@@ -64,8 +82,9 @@ def atomic_path(path: Path, suffix: str | None = None) -> Iterator[Path]:
 def atomic_output(path: Path | str) -> Iterator[BinaryIO]:
     """Open `path` (or stdout for "-") for binary writing, atomically."""
     if str(path) == STDIO:
-        yield sys.stdout.buffer
-        sys.stdout.buffer.flush()
+        out = stdout_bytes()
+        yield out
+        out.flush()
         return
     with atomic_path(Path(path)) as tmp, open(tmp, "wb") as f:
         yield f

@@ -16,11 +16,11 @@ from vidtwin_cli.batch.jobs import DecodeSettings, EncodeSettings, Settings, Wor
 from vidtwin_cli.batch.local import LocalPool
 from vidtwin_cli.batch.manifest import JobLog, JobRecord
 from vidtwin_cli.batch.ray_backend import RayPool
-from vidtwin_cli.batch.runner import BatchSummary, Terminated, plan_local, plan_ray, run_batch, sigterm_raises
+from vidtwin_cli.batch.runner import BatchSummary, plan_local, plan_ray, run_batch
 from vidtwin_cli.bench.video import VideoBenchOptions
 from vidtwin_cli.console import err_console, print_json, progress_bar, warner
 from vidtwin_cli.vtw.header import LATENT_DTYPES
-from vidtwin_cli.errors import RuntimeFailure, UsageError
+from vidtwin_cli.errors import Interrupted, RuntimeFailure, UsageError
 from vidtwin_cli.codec.pipeline import VideoOutput
 from vidtwin_cli.video.info import FIT_MODES, VideoInfo
 from vidtwin_cli.video.io import VideoWriter
@@ -29,8 +29,6 @@ from vidtwin_cli.commands.options import (
     BatchOption, CodecOption, CompileOption, CrfOption, DeviceOption, JsonOption, ModelOption, PrecisionOption,
     QuietOption,
 )  # fmt: skip
-
-SIGTERM_EXIT = 143  # 128 + SIGTERM, what shells report for a process ended by `kill`
 
 app = typer.Typer(no_args_is_help=True, help="Many files at once: resumable jobs on local worker processes or Ray.")
 
@@ -83,7 +81,7 @@ def _run(settings: Settings, src: Path, out_dir: Path, manifest: Path | None, pa
     manifest = manifest or out_dir / f"batch-{kind}{f'-{index}of{count}' if shard else ''}.jsonl"
 
     try:
-        with sigterm_raises(), JobLog(manifest, warn) as log, progress_bar(err, quiet, unit="files") as bars:
+        with JobLog(manifest, warn) as log, progress_bar(err, quiet, unit="files") as bars:
             task = bars.add_task(kind, total=len(pairs))
             started, frames = time.perf_counter(), 0
 
@@ -99,9 +97,9 @@ def _run(settings: Settings, src: Path, out_dir: Path, manifest: Path | None, pa
 
             summary = run_batch(pairs, spec, backend, log, force=force, on_file=on_file, on_frames=on_frames,
                                 warn=warn)  # fmt: skip
-    except Terminated:
-        err.print("terminated; rerun the same command to resume", markup=False)
-        raise typer.Exit(SIGTERM_EXIT) from None
+    except Interrupted as e:  # SIGTERM, SIGHUP (app.main); Ctrl-C is reported there as usual
+        err.print(f"interrupted by {e.signal_name}; rerun the same command to resume")
+        raise typer.Exit(e.exit_code) from None
     facts = {"backend": "ray" if ray else "local", "threads_per_worker": spec.threads, "manifest": str(manifest)}
     _report(summary, facts, json_out, quiet)
 

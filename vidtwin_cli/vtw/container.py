@@ -17,7 +17,6 @@ import hashlib
 import math
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ import torch
 from models import Latents, VidTwinConfig
 
 from vidtwin_cli import __version__
-from vidtwin_cli.atomic import STDIO, atomic_output, check_writable
+from vidtwin_cli.atomic import STDIO, atomic_output, check_writable, stdin_bytes
 from vidtwin_cli.vtw.bytes import (
     LENGTH_FIELD,
     MAX_HEADER_BYTES,
@@ -304,7 +303,7 @@ def open_vtw(src: Path | str) -> VtwReader:
     try:
         if str(src) == STDIO:
             spool = stack.enter_context(tempfile.NamedTemporaryFile(prefix="vidtwin-stdin-", suffix=".vtw"))
-            shutil.copyfileobj(sys.stdin.buffer, spool, CHUNK_BYTES)
+            shutil.copyfileobj(stdin_bytes(), spool, CHUNK_BYTES)
             spool.flush()
             path = Path(spool.name)
         else:
