@@ -29,6 +29,7 @@ from vidtwin_cli.console import err_console, message_line
 from vidtwin_cli.errors import Interrupted, VidtwinError
 
 STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # `kill`, a closed terminal: stopped like Ctrl-C
+INTERRUPTED = 128 + signal.SIGINT  # 130
 
 app = typer.Typer(
     name="vidtwin",
@@ -71,23 +72,27 @@ app.command("bench")(bench.command)
 
 
 @contextlib.contextmanager
-def stop_signals_interrupt() -> Iterator[None]:
+def stop_signals_interrupt() -> Iterator[list[Interrupted]]:
     """Within the block, SIGTERM and SIGHUP raise `Interrupted` like Ctrl-C raises KeyboardInterrupt.
 
-    Once: the handler then ignores both, so a second signal cannot cut the cleanup short.
+    Yields the list of stops raised (typer turns any KeyboardInterrupt into a plain exit code 130,
+    so this is how `main` learns which signal it was). Once: the handler then ignores both signals,
+    so a second one cannot cut the cleanup short.
     """
+    raised: list[Interrupted] = []
     if threading.current_thread() is not threading.main_thread():  # signals are only handled there
-        yield
+        yield raised
         return
 
     def handler(signum: int, frame: Any) -> None:
         for sig in STOP_SIGNALS:
             signal.signal(sig, signal.SIG_IGN)
-        raise Interrupted(signum)
+        raised.append(Interrupted(signum))
+        raise raised[-1]
 
     previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
     try:
-        yield
+        yield raised
     finally:
         for sig, old in previous.items():
             signal.signal(sig, old)
@@ -118,15 +123,18 @@ def main(argv: list[str] | None = None) -> int:
         return code
 
     try:
-        with stop_signals_interrupt():
-            result = app(args=argv, prog_name="vidtwin", standalone_mode=False)
+        with stop_signals_interrupt() as stops:
+            try:
+                result = app(args=argv, prog_name="vidtwin", standalone_mode=False)
+            except typer.Exit as e:
+                result = e.exit_code
+            except (typer.Abort, KeyboardInterrupt):
+                result = INTERRUPTED
+        if stops:
+            return fail(f"interrupted by {stops[0].signal_name}", stops[0].exit_code)
+        if result == INTERRUPTED:  # typer returns 130 for the KeyboardInterrupt of Ctrl-C
+            return fail("interrupted", INTERRUPTED)
         return result if isinstance(result, int) else 0
-    except typer.Exit as e:
-        return e.exit_code
-    except Interrupted as e:
-        return fail(f"interrupted by {e.signal_name}", e.exit_code)
-    except (typer.Abort, KeyboardInterrupt):
-        return fail("interrupted", 130)
     except typer.TyperException as e:  # parser errors: bad flag, missing argument, unknown command
         ctx = getattr(e, "ctx", None)
         where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""

@@ -20,7 +20,7 @@ from vidtwin_cli.batch.runner import BatchSummary, plan_local, plan_ray, run_bat
 from vidtwin_cli.bench.video import VideoBenchOptions
 from vidtwin_cli.console import err_console, print_json, progress_bar, warner
 from vidtwin_cli.vtw.header import LATENT_DTYPES
-from vidtwin_cli.errors import Interrupted, RuntimeFailure, UsageError
+from vidtwin_cli.errors import RuntimeFailure, UsageError
 from vidtwin_cli.codec.pipeline import VideoOutput
 from vidtwin_cli.video.info import FIT_MODES, VideoInfo
 from vidtwin_cli.video.io import VideoWriter
@@ -80,26 +80,22 @@ def _run(settings: Settings, src: Path, out_dir: Path, manifest: Path | None, pa
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = manifest or out_dir / f"batch-{kind}{f'-{index}of{count}' if shard else ''}.jsonl"
 
-    try:
-        with JobLog(manifest, warn) as log, progress_bar(err, quiet, unit="files") as bars:
-            task = bars.add_task(kind, total=len(pairs))
-            started, frames = time.perf_counter(), 0
+    with JobLog(manifest, warn) as log, progress_bar(err, quiet, unit="files") as bars:
+        task = bars.add_task(kind, total=len(pairs))
+        started, frames = time.perf_counter(), 0
 
-            def on_frames(n: int) -> None:
-                nonlocal frames
-                frames += n
-                bars.update(task, description=f"{kind} {frames / (time.perf_counter() - started):.1f} frames/s")
+        def on_frames(n: int) -> None:
+            nonlocal frames
+            frames += n
+            bars.update(task, description=f"{kind} {frames / (time.perf_counter() - started):.1f} frames/s")
 
-            def on_file(record: JobRecord, state: str) -> None:
-                bars.advance(task)
-                if state == "failed" and not quiet:
-                    err.print(f"failed: {record.error}", markup=False, soft_wrap=True)
+        def on_file(record: JobRecord, state: str) -> None:
+            bars.advance(task)
+            if state == "failed" and not quiet:
+                err.print(f"failed: {record.error}", markup=False, soft_wrap=True)
 
-            summary = run_batch(pairs, spec, backend, log, force=force, on_file=on_file, on_frames=on_frames,
-                                warn=warn)  # fmt: skip
-    except Interrupted as e:  # SIGTERM, SIGHUP (app.main); Ctrl-C is reported there as usual
-        err.print(f"interrupted by {e.signal_name}; rerun the same command to resume")
-        raise typer.Exit(e.exit_code) from None
+        summary = run_batch(pairs, spec, backend, log, force=force, on_file=on_file, on_frames=on_frames,
+                            warn=warn)  # fmt: skip
     facts = {"backend": "ray" if ray else "local", "threads_per_worker": spec.threads, "manifest": str(manifest)}
     _report(summary, facts, json_out, quiet)
 

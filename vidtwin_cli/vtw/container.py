@@ -301,18 +301,20 @@ def open_vtw(src: Path | str) -> VtwReader:
     name = _display_name(src)
     stack = contextlib.ExitStack()
     try:
-        if str(src) == STDIO:
-            spool = stack.enter_context(tempfile.NamedTemporaryFile(prefix="vidtwin-stdin-", suffix=".vtw"))
-            shutil.copyfileobj(stdin_bytes(), spool, CHUNK_BYTES)
-            spool.flush()
-            path = Path(spool.name)
+        if str(src) == STDIO:  # anonymous: nothing is left behind, even by a killed process
+            f = stack.enter_context(tempfile.TemporaryFile(prefix="vidtwin-stdin-"))
+            shutil.copyfileobj(stdin_bytes(), f, CHUNK_BYTES)
         else:
             path = Path(src)
             if path.is_dir():
                 raise InputError(f"{path}: is a directory, not a .vtw file")
             if not path.exists():
                 raise InputError(f"{path}: no such file")
-        reader = _open(name, path, stack)
+            try:
+                f = stack.enter_context(open(path, "rb"))
+            except OSError as e:
+                raise InputError(f"{name}: cannot read ({e.strerror or e})") from e
+        reader = _open(name, f, stack)
         for start in range(0, reader.header.rows, CHECK_ROWS):  # every value, before any is used
             reader.read_rows(start, min(start + CHECK_ROWS, reader.header.rows))
         return reader
@@ -325,10 +327,10 @@ def _display_name(src: Path | str) -> str:
     return "<stdin>" if str(src) == STDIO else str(src)
 
 
-def _open(name: str, path: Path, stack: contextlib.ExitStack) -> VtwReader:
+def _open(name: str, f: IO[bytes], stack: contextlib.ExitStack) -> VtwReader:
     try:
-        f = stack.enter_context(open(path, "rb"))
         size = os.fstat(f.fileno()).st_size
+        f.seek(0)
         meta, entries, start = parse_header(name, f.read(LENGTH_FIELD + MAX_HEADER_BYTES), size)
         minor = check_identity(name, meta)
         check_spans(name, entries, size - start)
