@@ -78,6 +78,45 @@ def test_huge_tensor_dims_are_a_container_error(tmp_path):
         assert r.exit_code == code and "corrupt tensor entry" in r.stderr and "unexpected" not in r.stderr
 
 
+# --------------------------------------------------------------------------- size bombs
+
+
+def claimed_size_vtw(tmp_path: Path, side: int) -> Path:
+    """A valid ~3 KB .vtw (one tile per clip, fit=resize) that claims side×side source frames."""
+    tensors, header, _ = unpack(vtw_bytes(tiny_vtw("int8", frames=8, fit="resize"), tmp_path))
+    for part in ("video", "geometry"):
+        header[part]["width"] = header[part]["height"] = side
+    path = tmp_path / f"claims{side}.vtw"
+    path.write_bytes(forge(tensors, header))
+    return path
+
+
+@pytest.mark.parametrize("side, flags, message", [
+    (16384, [], "decodes to 16384x16384 frames, beyond the 8192-pixel limit"),
+    (4096, ["--max-side", "1024"], "beyond the 1024-pixel limit"),
+    (4096, ["--max-side", "20000"], "--max-side 20000 is outside 1..16384"),
+], ids=["16384-default-limit", "4096-lower-limit", "limit-beyond-format"])  # fmt: skip
+def test_decode_refuses_frames_beyond_the_limit_in_one_line(tmp_path, side, flags, message):
+    """16384² once tried to allocate 18 GiB in float before failing; now it is refused before any work."""
+    r = run_cli(["decode", claimed_size_vtw(tmp_path, side), "-o", tmp_path / "out.mp4", *TINY, "--force", *flags])
+    assert r.exit_code == 2 and r.stderr.count("\n") == 1 and message in r.stderr, r.stderr
+    assert not (tmp_path / "out.mp4").exists()
+
+
+@pytest.mark.slow
+def test_decode_of_a_claimed_4096_frame_runs_in_bounded_memory(tmp_path):
+    """A 3 KB file claiming 4096² frames: peak RSS 4.6 GiB before (a float clip at full size), ~1.4 GiB now,
+    most of it x264's lookahead at that size."""
+    src = claimed_size_vtw(tmp_path, 4096)
+    code = ("import resource, subprocess, sys; p = subprocess.run(sys.argv[1:]); "
+            "print(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss); sys.exit(p.returncode)")
+    done = subprocess.run([sys.executable, "-c", code, sys.executable, "-m", "vidtwin_cli", "decode", str(src), "-o",
+                           str(tmp_path / "out.mp4"), *TINY, "--force"], cwd=REPO, capture_output=True, timeout=600)
+    assert done.returncode == 0, done.stderr.decode()
+    peak_kib = int(done.stdout.decode().split()[-1])
+    assert peak_kib < 2 * 1024 * 1024, f"peak RSS {peak_kib / 1024**2:.2f} GiB"
+
+
 # --------------------------------------------------------------------------- pipes
 
 

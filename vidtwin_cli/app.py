@@ -147,6 +147,8 @@ def main(argv: list[str] | None = None) -> int:
         return fail("error: the output pipe was closed before all data was written", 1)
     except OSError as e:  # the system refused (disk full, quota, permissions) somewhere no layer translated
         return fail(f"error: {_os_error_line(e)}", 1)
+    except MemoryError as e:
+        return fail(f"error: out of memory{f' ({e})' if str(e) else ''}; try a smaller --batch-size", 1)
     except Exception as e:  # the one catch-all: report in one line, never a traceback by default
         if "--debug" in argv:
             traceback.print_exc()

@@ -18,10 +18,11 @@ import torch
 from models import Latents
 
 from vidtwin_cli.vtw.container import ModelRef, VtwHeader, VtwWriter, describe_vtw, open_vtw
-from vidtwin_cli.errors import InputError, ModelError
+from vidtwin_cli.errors import InputError, ModelError, UsageError
 from vidtwin_cli.codec.model_session import ModelSession
-from vidtwin_cli.video.tiling import frames_to_tiles, tiles_to_frames
-from vidtwin_cli.video.info import FitMode, Geometry, VideoInfo
+from vidtwin_cli.codec.runtime import ModelRunner
+from vidtwin_cli.video.tiling import clip_frames, frames_to_tiles
+from vidtwin_cli.video.info import MAX_SIDE, FitMode, Geometry, VideoInfo
 from vidtwin_cli.video.io import DEFAULT_CODEC, VideoReader, VideoWriter, iter_clips
 from vidtwin_cli.codec.weights import LoadedModel
 
@@ -30,13 +31,28 @@ log = logging.getLogger(__name__)
 Progress = Callable[[int], None] | None
 
 
+DEFAULT_MAX_SIDE = 8192  # decoded frames beyond this many pixels a side need --max-side (docs/cli.md)
+
+
 @dataclass(frozen=True)
 class VideoOutput:
-    """How decoded frames are written: encoder, quality and (for pipes) container format."""
+    """How decoded frames are written: encoder, quality, (for pipes) container format, largest size."""
 
     codec: str = DEFAULT_CODEC
     crf: int | None = None
     format: str | None = None
+    max_side: int = DEFAULT_MAX_SIDE  # pixels; a .vtw claiming larger frames is refused (up to MAX_SIDE)
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_side <= MAX_SIDE:
+            raise UsageError(f"--max-side {self.max_side} is outside 1..{MAX_SIDE} (the .vtw format's limit)")
+
+    def check_size(self, geometry: Geometry, name: str) -> None:
+        """Refuse to decode frames larger than `max_side` (a few bytes of .vtw can claim any size)."""
+        width, height = geometry.output_size
+        if max(width, height) > self.max_side:
+            raise InputError(f"{name} decodes to {width}x{height} frames, beyond the {self.max_side}-pixel limit "
+                             f"(--max-side {self.max_side}); pass --max-side {max(width, height)} if it is intended")
 
 
 def model_ref(loaded: LoadedModel) -> ModelRef:
@@ -112,22 +128,30 @@ def _write_frames(
     dst: Path | str,
     info: VideoInfo,
     geometry: Geometry,
-    clips: Iterator[np.ndarray],
+    frames: Iterator[np.ndarray],
     output: VideoOutput,
     progress: Progress,
 ) -> int:
-    """Write decoded clips (T, H, W, 3), trimming the padded tail to the source frame count."""
+    """Write decoded frames (H, W, 3), stopping at the source frame count (the last clip is padded)."""
     width, height = geometry.output_size
     written = 0
     with VideoWriter(dst, info, width, height, output.codec, output.crf, output.format) as out:
-        for frames in clips:
-            keep = min(len(frames), info.frame_count - written)
-            for frame in frames[:keep]:
-                out.write(frame)
-            written += keep
+        for frame in frames:
+            if written == info.frame_count:
+                break
+            out.write(frame)
+            written += 1
             if progress:
-                progress(keep)
+                progress(1)
     return written
+
+
+def decoded_frames(runner: ModelRunner, latents: Latents, geometry: Geometry,
+                   only: str | None = None) -> Iterator[np.ndarray]:
+    """The frames of one clip's latents (all its tiles), decoded one row of tiles at a time."""
+    cols = geometry.cols
+    rows = (runner.decode(latents.select(slice(r * cols, (r + 1) * cols)), only=only) for r in range(geometry.rows))
+    return clip_frames(rows, geometry)
 
 
 def decode_vtw(
@@ -148,12 +172,13 @@ def decode_vtw(
     started = time.perf_counter()
     with open_vtw(src) as reader:
         header = reader.header
+        output.check_size(header.geometry, reader.name)
         loaded, runner = session.load(header.model.spec)
         check_model(loaded, header, reader.name, force, session.warn)
         if on_start:
             on_start(header.video.frame_count)
         geometry = header.geometry
-        clips = (tiles_to_frames(runner.decode(lat, only=only), geometry) for lat in reader.iter_clips())
+        clips = (frame for lat in reader.iter_clips() for frame in decoded_frames(runner, lat, geometry, only))
         frames = _write_frames(dst, header.video, geometry, clips, output, progress)
     width, height = geometry.output_size
     return {"input": str(src), "output": str(dst), "frames": frames, "width": width, "height": height,
@@ -223,6 +248,8 @@ def swap_vtw(
     started = time.perf_counter()
     with open_vtw(a_src) as a, open_vtw(b_src) as b:
         _check_pair(a.header, b.header, a.name, b.name)
+        if not as_vtw:
+            output.check_size(b.header.geometry, b.name)
         loaded, runner = session.load(b.header.model.spec)
         check_model(loaded, b.header, b.name, force, session.warn)
         info, geometry, t = b.header.video, b.header.geometry, loaded.config.frames
@@ -257,12 +284,13 @@ def swap_vtw(
             nonlocal swapped_clips
             for i, lat_b in enumerate(b.iter_clips()):
                 lat, mask = mixed(i, lat_b)
-                frames = tiles_to_frames(runner.decode(lat), geometry) if mask.any() else None
-                if frames is None or not mask.all():
-                    own = tiles_to_frames(runner.decode(lat_b), geometry)
-                    frames = own if frames is None else np.where(mask[:, None, None, None], frames, own)
+                swapped = decoded_frames(runner, lat, geometry) if mask.any() else None
+                own = decoded_frames(runner, lat_b, geometry) if not mask.all() else None
                 swapped_clips += bool(mask.any())
-                yield frames
+                for inside_span in mask:  # per frame: the swap where the span says, else B's own
+                    frame_swapped = next(swapped) if swapped is not None else None
+                    frame_own = next(own) if own is not None else None
+                    yield frame_swapped if inside_span else frame_own
 
         frames = _write_frames(dst, info, geometry, clips(), output, progress)
     return {"structure": a.name, "dynamics": b.name, "output": str(dst), "frames": frames,

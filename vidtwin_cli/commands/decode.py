@@ -10,10 +10,10 @@ import typer
 from vidtwin_cli.atomic import STDIO, check_writable
 from vidtwin_cli.console import err_console, print_json, task_progress, warner
 from vidtwin_cli.errors import UsageError
-from vidtwin_cli.codec.pipeline import VideoOutput, decode_vtw
+from vidtwin_cli.codec.pipeline import DEFAULT_MAX_SIDE, VideoOutput, decode_vtw
 from vidtwin_cli.codec.model_session import ModelSession
 from vidtwin_cli.commands.options import (
-    BatchOption, CodecOption, CompileOption, CrfOption, DeviceOption, ForceOption, FormatOption, JsonOption,
+    BatchOption, CodecOption, CompileOption, CrfOption, DeviceOption, ForceOption, FormatOption, JsonOption, MaxSideOption,
     ModelOption, PrecisionOption, QuietOption,
 )  # fmt: skip
 
@@ -32,6 +32,7 @@ def command(
     codec: CodecOption = "libx264",
     crf: CrfOption = None,
     format: FormatOption = None,
+    max_side: MaxSideOption = DEFAULT_MAX_SIDE,
     force: ForceOption = False,
     json_out: JsonOption = False,
     quiet: QuietOption = False,
@@ -45,8 +46,8 @@ def command(
     err = err_console()
     session = ModelSession(model, device, precision, batch_size, warn=warner(err), compile=compile)
     with task_progress(err, source.name, quiet) as task:
-        result = decode_vtw(source, output, session, only=only, output=VideoOutput(codec, crf, format), force=force,
-                            progress=task.advance, on_start=task.start)  # fmt: skip
+        result = decode_vtw(source, output, session, only=only, output=VideoOutput(codec, crf, format, max_side),
+                            force=force, progress=task.advance, on_start=task.start)  # fmt: skip
     if json_out:
         print_json(result)
     elif not quiet:

@@ -22,3 +22,5 @@ CrfOption = Annotated[int | None, typer.Option("--crf", help="Output quality for
 FormatOption = Annotated[
     str | None, typer.Option("--format", "-f", help="Container format for piped video (nut, matroska, mp4).")
 ]
+MaxSideOption = Annotated[int, typer.Option(
+    "--max-side", help="Largest decoded frame side in pixels; larger .vtw files are refused (format limit 16384).")]

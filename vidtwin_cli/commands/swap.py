@@ -11,10 +11,10 @@ from vidtwin_cli.atomic import STDIO, check_writable
 from vidtwin_cli.console import err_console, print_json, task_progress, warner
 from vidtwin_cli.vtw.header import LATENT_DTYPES
 from vidtwin_cli.errors import UsageError
-from vidtwin_cli.codec.pipeline import VideoOutput, swap_vtw
+from vidtwin_cli.codec.pipeline import DEFAULT_MAX_SIDE, VideoOutput, swap_vtw
 from vidtwin_cli.codec.model_session import ModelSession
 from vidtwin_cli.commands.options import (
-    BatchOption, CodecOption, CompileOption, CrfOption, DeviceOption, ForceOption, FormatOption, JsonOption,
+    BatchOption, CodecOption, CompileOption, CrfOption, DeviceOption, ForceOption, FormatOption, JsonOption, MaxSideOption,
     ModelOption, PrecisionOption, QuietOption,
 )  # fmt: skip
 
@@ -33,6 +33,7 @@ def command(
     codec: CodecOption = "libx264",
     crf: CrfOption = None,
     format: FormatOption = None,
+    max_side: MaxSideOption = DEFAULT_MAX_SIDE,
     force: ForceOption = False,
     json_out: JsonOption = False,
     quiet: QuietOption = False,
@@ -50,7 +51,7 @@ def command(
     session = ModelSession(model, device, precision, batch_size, warn=warner(err), compile=compile)
     with task_progress(err, "swap", quiet) as task:
         result = swap_vtw(structure, dynamics, output, session, span=span, as_vtw=as_vtw, dtype=dtype,
-                          output=VideoOutput(codec, crf, format), force=force, progress=task.advance,
+                          output=VideoOutput(codec, crf, format, max_side), force=force, progress=task.advance,
                           on_start=task.start)  # fmt: skip
     if json_out:
         print_json(result)
