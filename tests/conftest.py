@@ -16,17 +16,23 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from vidtwin_cli.cache import default_media_dir  # noqa: E402 (imports nothing else)
+
 # Before anything imports huggingface_hub (it reads these once): no network, a private empty cache.
+# vidtwin's own cache (converted models, LPIPS) is private too; the fetched media stay where
+# scripts/fetch_media.py put them.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="vidtwin-test-hub-")
+os.environ["VIDTWIN_MEDIA"] = str(default_media_dir())
+os.environ["VIDTWIN_CACHE"] = tempfile.mkdtemp(prefix="vidtwin-test-cache-")
 
 from models import PRESETS, VidTwinAE  # noqa: E402
 from vidtwin_cli.app import main  # noqa: E402
 from vidtwin_cli.codec.weights import build_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE = REPO.parent / "shared" / "reference"
 DATA = Path(__file__).parent / "data"
+REFERENCE = DATA / "reference"  # the official implementation's outputs; provenance in its README.md
 
 
 @dataclass
@@ -74,13 +80,13 @@ def tiny_model(tiny_config) -> VidTwinAE:
 def official_fixture() -> dict[str, torch.Tensor]:
     path = REFERENCE / "tiny_official.safetensors"
     if not path.is_file():
-        pytest.fail(f"reference fixture missing: {path} (shared/ must sit beside the repo)")
+        pytest.fail(f"reference fixture missing: {path}")
     return load_file(str(path))
 
 
 # --------------------------------------------------------------------------- videos
 # Real files only: generated with PyAV here, or the package-shipped clips fetched by
-# scripts/fetch_media.py into $VIDTWIN_MEDIA (default .cache/media; CI fetches them first).
+# scripts/fetch_media.py into $VIDTWIN_MEDIA (default <vidtwin cache>/media; CI fetches them first).
 
 MEDIA_FILES = ("bikes.mp4", "carphone_pristine.mp4", "bigbuckbunny.mp4", "cityCC0.mpg")
 
@@ -127,7 +133,7 @@ def write_test_video(path: Path, width: int = 48, height: int = 40, frames: int 
 @pytest.fixture(scope="session")
 def media_dir() -> Path:
     """The fetched real clips; missing media is a failure (run scripts/fetch_media.py), never a skip."""
-    path = Path(os.environ.get("VIDTWIN_MEDIA") or REPO / ".cache" / "media")
+    path = Path(os.environ["VIDTWIN_MEDIA"])  # set above
     missing = [name for name in MEDIA_FILES if not (path / name).is_file()]
     if missing:
         pytest.fail(f"test media missing in {path}: {', '.join(missing)}; run `python scripts/fetch_media.py`")

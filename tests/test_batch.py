@@ -135,7 +135,7 @@ def test_killed_run_resumes_to_every_output_valid(tmp_path):
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143, stderr.decode()
-    assert "interrupted by SIGTERM" in stderr.decode()
+    assert "terminated (SIGTERM)" in stderr.decode()
     assert not [p for p in out.rglob(".*")], "no partial file may be left"
     done = _outputs(out)
     assert 1 <= len(done) < 10

@@ -165,7 +165,7 @@ def _interrupt_decode(encoded: Path, out: Path, sig: int) -> tuple[int, str]:
 def test_termination_signals_clean_up_like_ctrl_c(encoded, tmp_path, sig):
     code, stderr = _interrupt_decode(encoded, tmp_path, sig)
     assert code == 128 + sig
-    assert stderr == f"interrupted by {signal.Signals(sig).name}\n"
+    assert stderr == f"terminated ({signal.Signals(sig).name}); nothing written\n"
     assert list(tmp_path.iterdir()) == [], "no output and no hidden temporary may be left"
 
 

@@ -15,6 +15,7 @@ import os
 import random
 import signal
 import struct
+import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
 
@@ -221,3 +222,146 @@ def test_mutated_vtw_files_read_cleanly_or_raise_container_error(tmp_path):
     assert sum(outcomes.values()) == ITERATIONS
     if ITERATIONS >= 10 * len(MUTATIONS):  # each mutation ran and was caught at least once
         assert {name for name, outcome in outcomes if outcome == "rejected"} == {m.__name__ for m in MUTATIONS}
+
+
+# --------------------------------------------------------------------------- format 2.0
+
+
+def _chunks2(data: bytes) -> list[tuple[bytes, bytes]]:
+    """(type, payload) of every chunk of a well-formed 2.0 file, trailer excluded."""
+    out, pos = [], 12
+    while pos < len(data) - 16:
+        kind, n = struct.unpack_from("<4sI", data, pos)
+        out.append((kind, data[pos + 8 : pos + 8 + n]))
+        pos += 12 + n
+    return out
+
+
+def _build2(items: list[tuple[bytes, bytes]], prefix: bytes = b"\x89VTW\r\n\x1a\n\x02\x00\x00\x00",
+            fix_index: bool = True) -> bytes:
+    """A 2.0 file from chunks, every CRC right; with `fix_index` the INDX chunk and trailer point right."""
+    out, clips, audio, index_at = bytearray(prefix), [], [], 0
+    for kind, payload in items:
+        if kind == b"INDX" and fix_index:
+            payload = struct.pack(f"<I{len(clips)}QI{len(audio)}Q", len(clips), *clips, len(audio), *audio)
+        if kind == b"INDX":
+            index_at = len(out)
+        (clips if kind == b"CLIP" else audio if kind == b"APKT" else []).append(len(out))
+        head = struct.pack("<4sI", kind, len(payload))
+        out += head + payload + struct.pack("<I", zlib.crc32(head + payload))
+    return bytes(out + struct.pack("<Q", index_at) + b"vtw-end\n")
+
+
+def recrc_payload_bytes(data: bytes, rng: random.Random) -> bytes:
+    """Flip bytes inside one chunk's payload and fix its CRC, so the chunk's own parser meets them."""
+    items = _chunks2(data)
+    i = rng.randrange(len(items))
+    kind, payload = items[i]
+    raw = bytearray(payload)
+    for _ in range(rng.randint(1, 3)):
+        if raw:
+            raw[rng.randrange(len(raw))] ^= rng.randint(1, 255)
+    items[i] = (kind, bytes(raw))
+    return _build2(items, fix_index=kind != b"INDX")
+
+
+def resign_header_value2(data: bytes, rng: random.Random) -> bytes:
+    """Replace one value of the JSON header with a hostile one, CRC fixed."""
+    items = _chunks2(data)
+    header = json.loads(items[0][1])
+    node = header
+    while True:
+        key = rng.choice(list(node))
+        if isinstance(node[key], dict) and node[key] and rng.random() < 0.7:
+            node = node[key]
+            continue
+        break
+    if rng.random() < 0.15:
+        del node[key]
+    else:
+        node[key] = rng.choice(HOSTILE_VALUES)
+    items[0] = (b"HEAD", json.dumps(header).encode())
+    return _build2(items)
+
+
+def rearrange_chunks(data: bytes, rng: random.Random) -> bytes:
+    """Drop, duplicate, swap or invent a chunk, or break the version or trailer (CRCs right)."""
+    items = _chunks2(data)
+    what = rng.choice(["drop", "duplicate", "swap", "invent", "version", "index", "trailer"])
+    i, j = rng.randrange(len(items)), rng.randrange(len(items))
+    if what == "drop":
+        del items[i]
+    elif what == "duplicate":
+        items.insert(j, items[i])
+    elif what == "swap":
+        items[i], items[j] = items[j], items[i]
+    elif what == "invent":
+        items.insert(j, (rng.choice([b"XTRA", b"CLIP", b"APKT", b"\x00\xff ~"]), rng.randbytes(rng.randint(0, 40))))
+    elif what == "version":
+        return _build2(items, prefix=b"\x89VTW\r\n\x1a\n" + struct.pack("<HH", rng.choice([1, 3, 65535]), 0))
+    elif what == "index":
+        return _build2(items, fix_index=False)[:-16] + struct.pack("<Q", rng.randrange(len(data))) + b"vtw-end\n"
+    else:
+        return data[:-8] + rng.randbytes(8)
+    return _build2(items, fix_index=rng.random() < 0.8)
+
+
+MUTATIONS_2: list[Callable[[bytes, random.Random], bytes]] = [
+    truncate, flip_bytes, recrc_payload_bytes, resign_header_value2, rearrange_chunks,
+]
+
+
+def _coded_bases(tmp_path) -> list[bytes]:
+    from vidtwin_cli.vtw.audio import AudioPacket, AudioTrack
+    from vidtwin_cli.vtw.container import EntropyCoding, vtw_writer
+
+    from fractions import Fraction
+
+    bases = []
+    for vfr, audio in ((True, False), (False, True)):
+        vtw = tiny_vtw("entropy", frames=40, vfr=vfr, step=0.5, keyint=3)
+        h, path = vtw.header, tmp_path / "base2.vtw"
+        with vtw_writer(path, h.model, h.geometry, EntropyCoding(step=0.5, keyint=3)) as writer:
+            writer.add(vtw.latents)
+            if audio:
+                packets = [AudioPacket(i * 1024, i * 1024, 1024, True, bytes([i]) * 7) for i in range(5)]
+                writer.add_audio([AudioTrack("aac", 48000, "stereo", Fraction(1, 48000), b"\x11\x90")],
+                                 iter([(0, packets[:3]), (0, packets[3:])]))
+            writer.finish(h.video)
+        bases.append(path.read_bytes())
+    return bases
+
+
+def test_mutated_vtw2_files_read_cleanly_or_raise_container_error(tmp_path):
+    from vidtwin_cli.vtw.container import open_vtw
+
+    bases = _coded_bases(tmp_path)
+    rng = random.Random(SEED)
+    outcomes: Counter[tuple[str, str]] = Counter()
+    path = tmp_path / "fuzz2.vtw"
+    for i in range(ITERATIONS):
+        mutate = rng.choice(MUTATIONS_2)
+        data = mutate(rng.choice(bases), rng)
+        path.write_bytes(data)
+        try:
+            with open_vtw(path) as reader:
+                clips = [reader.clip(k) for k in range(reader.header.clips)]
+                packets = list(reader.audio_packets())
+        except ContainerError as e:
+            assert "\n" not in str(e) and str(e).startswith(str(path))
+            outcomes[mutate.__name__, "rejected"] += 1
+            assert verify_vtw(path).valid is False
+            continue
+        except Exception as e:  # anything but ContainerError is a reader bug: keep the file, name the case
+            kept = tmp_path / f"failure2-{i}.vtw"
+            kept.write_bytes(data)
+            pytest.fail(f"seed {SEED} iteration {i} ({mutate.__name__}): {type(e).__name__}: {e} (file: {kept})")
+        for clip in clips:
+            for t in (clip.structure, clip.dynamics_x, clip.dynamics_y):
+                assert t.dtype == torch.float32 and torch.isfinite(t).all()
+        assert all(track < len(reader.audio) for track, _ in packets)
+        assert verify_vtw(path).valid is True
+        outcomes[mutate.__name__, "read"] += 1
+    assert sum(outcomes.values()) == ITERATIONS
+    if ITERATIONS >= 10 * len(MUTATIONS_2):
+        assert {name for name, outcome in outcomes if outcome == "rejected"} == {m.__name__ for m in MUTATIONS_2}

@@ -1,8 +1,8 @@
 """The `vidtwin` command line: builds the Typer app and maps errors to exit codes.
 
 This is the only place that turns exceptions into exit codes (docs/cli.md):
-0 ok, 1 runtime failure, 2 usage or input error, 128 + N stopped by signal N (130 Ctrl-C,
-143 SIGTERM, 129 SIGHUP). Every message is one line on stderr, shown escaped (console.shown).
+0 ok, 1 runtime failure, 2 usage or input error, 128 + n stopped by signal n (130 Ctrl-C, 143 SIGTERM,
+129 SIGHUP). Every message is one line on stderr, shown escaped (console.shown).
 """
 
 from __future__ import annotations
@@ -10,34 +10,16 @@ from __future__ import annotations
 import contextlib
 import errno
 import os
-import signal
 import sys
-import threading
 import traceback
-from collections.abc import Iterator
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 
 from vidtwin_cli import __version__
-from vidtwin_cli.commands import convert, decode, demo, encode, info, inspect, swap, verify
-from vidtwin_cli.commands import datasets, generate
-from vidtwin_cli.commands import train
-from vidtwin_cli.commands import batch
-from vidtwin_cli.commands import bench
 from vidtwin_cli.console import err_console, message_line
-from vidtwin_cli.errors import Interrupted, VidtwinError
-
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)  # `kill`, a closed terminal: stopped like Ctrl-C
-INTERRUPTED = 128 + signal.SIGINT  # 130
-
-app = typer.Typer(
-    name="vidtwin",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    help="VidTwin video codec: encode video to compact structure/dynamics latents (.vtw) and back.",
-)
+from vidtwin_cli.errors import VidtwinError
+from vidtwin_cli.interrupts import Interrupted, stop_signals_raise
 
 
 def _version(value: bool) -> None:
@@ -46,7 +28,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
@@ -56,46 +37,34 @@ def _root(
     """VidTwin video codec."""
 
 
-app.command("demo")(demo.command)
-app.command("encode")(encode.command)
-app.command("decode")(decode.command)
-app.command("swap")(swap.command)
-app.command("info")(info.command)
-app.command("convert")(convert.command)
-app.command("inspect")(inspect.command)
-app.command("verify")(verify.command)
-app.add_typer(datasets.app, name="datasets")
-app.command("generate")(generate.command)
-app.add_typer(train.app, name="train")
-app.add_typer(batch.app, name="batch")
-app.command("bench")(bench.command)
+def build_app() -> typer.Typer:
+    """The Typer app with every command. Importing the commands imports torch (seconds), so `main`
+    does it inside its signal handling: Ctrl-C while starting up is one line like any other."""
+    from vidtwin_cli.commands import batch, bench, convert, datasets, decode, demo, encode, generate, info, inspect
+    from vidtwin_cli.commands import swap, train, verify
 
-
-@contextlib.contextmanager
-def stop_signals_interrupt() -> Iterator[list[Interrupted]]:
-    """Within the block, SIGTERM and SIGHUP raise `Interrupted` like Ctrl-C raises KeyboardInterrupt.
-
-    Yields the list of stops raised (typer turns any KeyboardInterrupt into a plain exit code 130,
-    so this is how `main` learns which signal it was). Once: the handler then ignores both signals,
-    so a second one cannot cut the cleanup short.
-    """
-    raised: list[Interrupted] = []
-    if threading.current_thread() is not threading.main_thread():  # signals are only handled there
-        yield raised
-        return
-
-    def handler(signum: int, frame: Any) -> None:
-        for sig in STOP_SIGNALS:
-            signal.signal(sig, signal.SIG_IGN)
-        raised.append(Interrupted(signum))
-        raise raised[-1]
-
-    previous = {sig: signal.signal(sig, handler) for sig in STOP_SIGNALS}
-    try:
-        yield raised
-    finally:
-        for sig, old in previous.items():
-            signal.signal(sig, old)
+    app = typer.Typer(
+        name="vidtwin",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+        help="VidTwin video codec: encode video to compact structure/dynamics latents (.vtw) and back.",
+    )
+    app.callback()(_root)
+    app.command("demo")(demo.command)
+    app.command("encode")(encode.command)
+    app.command("decode")(decode.command)
+    app.command("swap")(swap.command)
+    app.command("info")(info.command)
+    app.command("convert")(convert.command)
+    app.command("inspect")(inspect.command)
+    app.command("verify")(verify.command)
+    app.add_typer(datasets.app, name="datasets")
+    app.command("generate")(generate.command)
+    app.add_typer(train.app, name="train")
+    app.add_typer(batch.app, name="batch")
+    app.command("bench")(bench.command)
+    return app
 
 
 def _os_error_line(e: OSError) -> str:
@@ -123,18 +92,13 @@ def main(argv: list[str] | None = None) -> int:
         return code
 
     try:
-        with stop_signals_interrupt() as stops:
-            try:
-                result = app(args=argv, prog_name="vidtwin", standalone_mode=False)
-            except typer.Exit as e:
-                result = e.exit_code
-            except (typer.Abort, KeyboardInterrupt):
-                result = INTERRUPTED
-        if stops:
-            return fail(f"interrupted by {stops[0].signal_name}", stops[0].exit_code)
-        if result == INTERRUPTED:  # typer returns 130 for the KeyboardInterrupt of Ctrl-C
-            return fail("interrupted", INTERRUPTED)
-        return result if isinstance(result, int) else 0
+        with stop_signals_raise():
+            result = build_app()(args=argv, prog_name="vidtwin", standalone_mode=False)
+            return result if isinstance(result, int) else 0
+    except typer.Exit as e:
+        return e.exit_code
+    except Interrupted as stop:  # Ctrl-C, SIGTERM, SIGHUP (interrupts.py)
+        return fail(stop.line(), stop.exit_code)
     except typer.TyperException as e:  # parser errors: bad flag, missing argument, unknown command
         ctx = getattr(e, "ctx", None)
         where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""

@@ -1,10 +1,8 @@
 """The one exception family of vidtwin; `app.main` maps it to exit codes.
 
 Exit codes (documented in docs/cli.md): 0 success, 1 runtime failure, 2 usage or
-input error, 128 + N stopped by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP).
+input error, 128 + N stopped by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP; interrupts.py).
 """
-
-import signal
 
 
 class VidtwinError(Exception):
@@ -39,23 +37,3 @@ class RuntimeFailure(VidtwinError, RuntimeError):
     """Work that started correctly failed (device error, non-finite output, ...)."""
 
     exit_code = 1
-
-
-class Interrupted(KeyboardInterrupt):
-    """A stop asked for by a signal other than Ctrl-C (SIGTERM, SIGHUP).
-
-    A KeyboardInterrupt, so that everything that cleans up after Ctrl-C (atomic writers deleting
-    their temporaries, batch workers abandoning their file) does the same here.
-    """
-
-    def __init__(self, signum: int) -> None:
-        super().__init__(signum)
-        self.signum = signum
-
-    @property
-    def signal_name(self) -> str:
-        return signal.Signals(self.signum).name
-
-    @property
-    def exit_code(self) -> int:
-        return 128 + self.signum

@@ -7,13 +7,10 @@ from typing import Annotated
 
 import typer
 
-from vidtwin_cli.atomic import STDIO, check_writable
+from vidtwin_cli import api
+from vidtwin_cli.atomic import STDIO
 from vidtwin_cli.console import TaskProgress, err_console, print_json, progress_bar, warner
-from vidtwin_cli.vtw.header import LATENT_DTYPES
 from vidtwin_cli.errors import RuntimeFailure, UsageError, VidtwinError
-from vidtwin_cli.codec.pipeline import encode_video
-from vidtwin_cli.codec.model_session import ModelSession
-from vidtwin_cli.video.info import FIT_MODES
 from vidtwin_cli.commands.options import (
     BatchOption, CompileOption, DeviceOption, FormatOption, JsonOption, ModelOption, PrecisionOption, QuietOption,
 )  # fmt: skip
@@ -48,12 +45,7 @@ def command(
     quiet: QuietOption = False,
 ) -> None:
     """Encode videos to compact structure/dynamics latents (.vtw)."""
-    if fit not in FIT_MODES:
-        raise UsageError(f"--fit must be one of {', '.join(FIT_MODES)}")
-    if dtype not in LATENT_DTYPES:
-        raise UsageError(f"--dtype must be one of {', '.join(LATENT_DTYPES)}")
-    if seed is not None and not sample:
-        raise UsageError("--seed only applies with --sample")
+    options = api.EncodeOptions(fit, dtype, sample, seed)
     if len(inputs) > 1 and output is not None:
         raise UsageError("-o takes a single input; use --out-dir for several")
     if out_dir is not None and not out_dir.is_dir():
@@ -61,15 +53,13 @@ def command(
     if sum(str(p) == STDIO for p in inputs) > (1 if len(inputs) == 1 else 0):
         raise UsageError("'-' (stdin) can only be the single input")
     jobs = [(src, output_for(src, output, out_dir)) for src in inputs]
-    for src, dst in jobs:
-        if str(dst) == STDIO and json_out:
-            raise UsageError("--json and -o - both want stdout; write the .vtw to a file")
-        check_writable(dst, (src,))
+    if json_out and any(str(dst) == STDIO for _, dst in jobs):
+        raise UsageError("--json and -o - both want stdout; write the .vtw to a file")
     if len({str(dst) for _, dst in jobs}) < len(jobs):
         raise UsageError("two inputs would write the same output; use distinct names or separate runs")
 
     err = err_console()
-    session = ModelSession(model, device, precision, batch_size, warn=warner(err), compile=compile)
+    session = api.ModelSession(model, device, precision, batch_size, warn=warner(err), compile=compile)
     results, failures = [], []
     with progress_bar(err, quiet) as bars:
         overall = TaskProgress(bars, "files") if len(jobs) > 1 else None
@@ -78,8 +68,8 @@ def command(
         for src, dst in jobs:
             task = TaskProgress(bars, src.name if str(src) != STDIO else "stdin")
             try:
-                results.append(encode_video(src, dst, session, fit=fit, dtype=dtype, sample=sample, seed=seed,
-                                            format=format, progress=task.advance, on_start=task.start))  # fmt: skip
+                results.append(api.encode(src, dst, model=session, options=options, format=format,
+                                          progress=task.advance, on_start=task.start))  # fmt: skip
             except VidtwinError as e:
                 if len(jobs) == 1:
                     raise
@@ -90,11 +80,12 @@ def command(
             if overall:
                 overall.advance(1)
     if json_out:
-        print_json(results[0] if len(jobs) == 1 else {"results": results, "failed": failures})
+        records = [r.to_json() for r in results]
+        print_json(records[0] if len(jobs) == 1 else {"results": records, "failed": failures})
     elif not quiet:
         for r in results:
-            err.print(f"{r['input']} -> {r['output']}: {r['frames']} frames, {r['bytes']:,} bytes "
-                      f"({r['compression_vs_raw']:.0f}x vs raw RGB), {r['frames'] / r['seconds']:.1f} frames/s",
+            err.print(f"{r.input} -> {r.output}: {r.frames} frames, {r.bytes:,} bytes "
+                      f"({r.compression_vs_raw:.0f}x vs raw RGB), {r.frames_per_second:.1f} frames/s",
                       markup=False, soft_wrap=True)  # fmt: skip
     if failures:
         raise RuntimeFailure(f"{len(failures)} of {len(jobs)} inputs failed")

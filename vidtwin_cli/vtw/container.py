@@ -42,19 +42,25 @@ from vidtwin_cli.vtw.bytes import (
 )
 from vidtwin_cli.vtw.header import (
     CHANNEL_AXIS,
+    ENTROPY,
     LATENT_DTYPES,
     MAGIC,
     LatentDtype,
     ModelRef,
     VtwHeader,
     check_identity,
+    check_latent_dtype,
+    check_latents,
     check_tensor_table,
 )
+from vidtwin_cli.vtw import chunks
+from vidtwin_cli.vtw.coded import CodedReader, CodedStats, CodedWriter, EntropyCoding, open_coded
 from vidtwin_cli.errors import ContainerError, InputError, RuntimeFailure, UsageError
 from vidtwin_cli.video.info import Geometry, VideoInfo
 
-__all__ = ["LATENT_DTYPES", "ModelRef", "VerifyReport", "VtwFile", "VtwHeader", "VtwReader", "VtwWriter",
-           "describe_vtw", "inspect_vtw", "open_vtw", "read_vtw", "verify_vtw", "write_vtw"]
+__all__ = ["LATENT_DTYPES", "CodedReader", "CodedWriter", "EntropyCoding", "Inspection", "ModelRef", "VerifyReport",
+           "VtwFile", "VtwHeader", "VtwReader", "VtwWriter", "describe_vtw", "inspect_vtw", "open_vtw", "read_vtw",
+           "verify_vtw", "vtw_writer", "write_vtw"]
 
 INT8_MAX = 127  # symmetric int8: q in [-127, 127]
 CHUNK_BYTES = 1 << 20  # copy and hash granularity
@@ -69,7 +75,7 @@ class VtwFile:
     latents: Latents  # structure (N, n_q, h_S, w_S, d_S), dynamics_x/y (N, d_D, T, n_D)
 
     def __post_init__(self) -> None:
-        if _check_latents(self.header.model.config, self.latents) != self.header.rows:
+        if check_latents(self.header.model.config, self.latents) != self.header.rows:
             raise ValueError(f"{self.latents.structure.shape[0]} latent rows, the header needs {self.header.rows}")
 
 
@@ -86,8 +92,26 @@ class VerifyReport:
     clips: int | None = None
     rows: int | None = None
 
-    def to_dict(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
+        """The `vidtwin verify --json` object."""
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What `inspect_vtw` found: the header, the file's size, format version and checksum."""
+
+    file: str
+    format_version: str
+    sha256: str
+    header: VtwHeader
+    file_bytes: int
+    stats: CodedStats | None = None  # part sizes of an entropy-coded (2.0) file
+
+    def to_json(self) -> dict[str, Any]:
+        """The `vidtwin inspect --json` object: these facts plus `describe_vtw`'s figures."""
+        return {"file": self.file, "format_version": self.format_version, "sha256": self.sha256,
+                **describe_vtw(self.header, self.file_bytes, self.stats)}
 
 
 # --------------------------------------------------------------------------- writing
@@ -102,16 +126,14 @@ class VtwWriter:
             nbytes = writer.finish(video)     # the frame count is known only at the end of a stream
 
     Rows are spooled to anonymous temporary files; leaving the block without `finish` (an error,
-    Ctrl-C) writes nothing. `dst` "-" is stdout.
+    Ctrl-C) writes nothing. `dst` "-" is stdout; whoever creates the writer has checked that `dst`
+    is writable (`atomic.check_writable`), before any work.
     """
 
     def __init__(self, dst: Path | str, model: ModelRef, geometry: Geometry, dtype: LatentDtype = "fp16", *,
                  sampled: bool = False, seed: int | None = None, provenance: dict[str, Any] | None = None,
                  tool: str = "vidtwin", tool_version: str = __version__) -> None:
-        if dtype not in LATENT_DTYPES:
-            raise UsageError(f"unknown latent dtype {dtype!r} (use {', '.join(LATENT_DTYPES)})")
-        if str(dst) != STDIO:
-            check_writable(Path(dst))
+        check_latent_dtype(dtype)
         self.dst, self.model, self.geometry, self.dtype = dst, model, geometry, dtype
         self._fields = {"sampled": sampled, "seed": seed, "provenance": provenance or {}, "tool": tool,
                         "tool_version": tool_version}
@@ -122,7 +144,7 @@ class VtwWriter:
 
     def add(self, latents: Latents) -> None:
         """Append rows (float latents of any device/dtype, shapes as the model config says)."""
-        rows = _check_latents(self.model.config, latents)
+        rows = check_latents(self.model.config, latents)
         for key, axis in CHANNEL_AXIS.items():
             x = getattr(latents, key).detach().to("cpu", torch.float32)
             if not torch.isfinite(x).all():
@@ -179,11 +201,26 @@ class VtwWriter:
         self.close()
 
 
+Storage = str | EntropyCoding  # a raw latent dtype (a 1.x file) or entropy coding (a 2.0 file)
+
+
+def vtw_writer(dst: Path | str, model: ModelRef, geometry: Geometry, storage: Storage,
+               **fields: Any) -> VtwWriter | CodedWriter:
+    """The writer for `storage`: `CodedWriter` (2.0) for EntropyCoding, `VtwWriter` (1.x) for a raw dtype."""
+    if isinstance(storage, EntropyCoding):
+        return CodedWriter(dst, model, geometry, storage, **fields)
+    return VtwWriter(dst, model, geometry, storage, **fields)
+
+
 def write_vtw(dst: Path | str, vtw: VtwFile) -> int:
-    """Write a whole `VtwFile` atomically to `dst` ("-" = stdout); returns the bytes written."""
+    """Write a whole `VtwFile` atomically to `dst` ("-" = stdout); returns the bytes written.
+
+    Entropy-coded files are written again with their step and key interval."""
+    check_writable(Path(dst))
     h = vtw.header
-    with VtwWriter(dst, h.model, h.geometry, h.dtype, sampled=h.sampled, seed=h.seed, provenance=h.provenance,
-                   tool=h.tool, tool_version=h.tool_version) as writer:
+    storage = EntropyCoding(step=h.step, keyint=h.keyint) if h.dtype == ENTROPY else h.dtype
+    with vtw_writer(dst, h.model, h.geometry, storage, sampled=h.sampled, seed=h.seed, provenance=h.provenance,
+                    tool=h.tool, tool_version=h.tool_version) as writer:
         writer.add(vtw.latents)
         return writer.finish(h.video)
 
@@ -208,18 +245,6 @@ def dequantise_int8(q: torch.Tensor, scale: torch.Tensor, axis: int) -> torch.Te
 
 def _expand(scale: torch.Tensor, like: torch.Tensor) -> torch.Tensor:
     return scale.reshape(*scale.shape, *([1] * (like.dim() - 2)))
-
-
-def _check_latents(config: VidTwinConfig, latents: Latents) -> int:
-    """Rows of `latents` after checking their shapes against the model config (ValueError if not)."""
-    rows = latents.structure.shape[0]
-    expected = {"structure": config.structure_shape, "dynamics_x": config.dynamics_shape,
-                "dynamics_y": config.dynamics_shape}
-    for key, shape in expected.items():
-        got = tuple(getattr(latents, key).shape)
-        if got != (rows, *shape):
-            raise ValueError(f"latents.{key} has shape {got}, the model config needs {(rows, *shape)}")
-    return rows
 
 
 def _chunks(f: IO[bytes]) -> Iterator[bytes]:
@@ -279,9 +304,6 @@ class VtwReader:
         for index in range(self.header.clips):
             yield self.clip(index)
 
-    def read_all(self) -> VtwFile:
-        return VtwFile(self.header, self.read_rows(0, self.header.rows))
-
     def close(self) -> None:
         self._stack.close()
 
@@ -292,8 +314,8 @@ class VtwReader:
         self.close()
 
 
-def open_vtw(src: Path | str) -> VtwReader:
-    """Open and validate a `.vtw` ("-": stdin, spooled to a temporary file first).
+def open_vtw(src: Path | str) -> VtwReader | CodedReader:
+    """Open and validate a `.vtw` 1.x or 2.x ("-": stdin, spooled to a temporary file first).
 
     Raises InputError when the path is missing, a directory or unreadable, ContainerError when the
     bytes are not a valid `.vtw` (docs/vtw-format.md §8; all values are checked before returning).
@@ -315,6 +337,8 @@ def open_vtw(src: Path | str) -> VtwReader:
             except OSError as e:
                 raise InputError(f"{name}: cannot read ({e.strerror or e})") from e
         reader = _open(name, f, stack)
+        if isinstance(reader, CodedReader):  # open_coded decoded every clip already
+            return reader
         for start in range(0, reader.header.rows, CHECK_ROWS):  # every value, before any is used
             reader.read_rows(start, min(start + CHECK_ROWS, reader.header.rows))
         return reader
@@ -327,11 +351,14 @@ def _display_name(src: Path | str) -> str:
     return "<stdin>" if str(src) == STDIO else str(src)
 
 
-def _open(name: str, f: IO[bytes], stack: contextlib.ExitStack) -> VtwReader:
+def _open(name: str, f: IO[bytes], stack: contextlib.ExitStack) -> VtwReader | CodedReader:
     try:
         size = os.fstat(f.fileno()).st_size
         f.seek(0)
-        meta, entries, start = parse_header(name, f.read(LENGTH_FIELD + MAX_HEADER_BYTES), size)
+        head = f.read(LENGTH_FIELD + MAX_HEADER_BYTES)
+        if chunks.is_v2(head):
+            return open_coded(name, f, size, stack)
+        meta, entries, start = parse_header(name, head, size)
         minor = check_identity(name, meta)
         check_spans(name, entries, size - start)
         checksum = hashlib.sha256(meta["header"].encode("utf-8"))
@@ -353,6 +380,8 @@ def _open(name: str, f: IO[bytes], stack: contextlib.ExitStack) -> VtwReader:
         header = VtwHeader.from_json(meta["header"])
     except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as e:  # InputError is a ValueError
         raise ContainerError(f"{name}: bad header: {one_line(e)}") from e
+    if header.dtype == ENTROPY:
+        raise ContainerError(f"{name}: bad header: {ENTROPY} latents in a 1.x file (they need format 2.0)")
     layout = check_tensor_table(name, header, entries, minor)
     spans = {key: (start + entries[key]["data_offsets"][0], *layout[key]) for key in layout}
     reader = VtwReader(name, header, f, spans, stack, size, meta["version"], checksum.hexdigest())
@@ -368,7 +397,7 @@ def _open(name: str, f: IO[bytes], stack: contextlib.ExitStack) -> VtwReader:
 def read_vtw(src: Path | str) -> VtwFile:
     """Read and validate a whole `.vtw` ("-" = stdin); see `open_vtw` for errors."""
     with open_vtw(src) as reader:
-        return reader.read_all()
+        return VtwFile(reader.header, reader.read_rows(0, reader.header.rows))
 
 
 def verify_vtw(src: Path | str) -> VerifyReport:
@@ -385,37 +414,60 @@ def verify_vtw(src: Path | str) -> VerifyReport:
         return VerifyReport(reader.name, True, None, reader.version, reader.sha256, reader.file_bytes, h.clips, h.rows)
 
 
-def inspect_vtw(src: Path | str) -> dict[str, Any]:
-    """`describe_vtw` of a file, plus its name, format version and checksum."""
+def inspect_vtw(src: Path | str) -> Inspection:
+    """What a `.vtw` holds (after every check `open_vtw` makes); `to_json()` adds the figures."""
     with open_vtw(src) as reader:
-        return {"file": reader.name, "format_version": reader.version, "sha256": reader.sha256,
-                **describe_vtw(reader.header, reader.file_bytes)}
+        stats = reader.stats if isinstance(reader, CodedReader) else None
+        return Inspection(reader.name, reader.version, reader.sha256, reader.header, reader.file_bytes, stats)
 
 
-def describe_vtw(header: VtwHeader, file_bytes: int) -> dict[str, Any]:
-    """JSON-ready summary: the header, bytes per tensor, bitrate equivalent and compression figures.
+def describe_vtw(header: VtwHeader, file_bytes: int, stats: CodedStats | None = None) -> dict[str, Any]:
+    """JSON-ready summary: the header, bytes per tensor or stream, bitrate and compression figures.
 
-    bitrate_bps = file_bytes · 8 / duration; compression_vs_raw = raw RGB24 bytes / file_bytes;
-    compression_rate = the paper's latent values / input values of one model clip.
+    bitrate_bps = file_bytes · 8 / duration; bits_per_value = file_bytes · 8 / latent values (every
+    byte of the file counted); compression_vs_raw = raw RGB24 bytes / file_bytes; compression_rate
+    = the paper's latent values / input values of one model clip. For an entropy-coded file,
+    `streams` gives each latent tensor's coded size (its ideal code length under the file's
+    tables, which the range coder meets within a few bytes per clip) and `chunks` the bytes of each
+    chunk type; `stats` (from the reader) supplies both.
     """
     cfg, video = header.model.config, header.video
-    tensors = {key: {"dtype": dt, "shape": list(shape), "bytes": math.prod(shape) * ST_DTYPES[dt].itemsize}
-               for key, (dt, shape) in header.layout().items()}
+    coded = header.dtype == ENTROPY
+    tensors = {} if coded else {key: {"dtype": dt, "shape": list(shape), "bytes": math.prod(shape) * ST_DTYPES[dt].itemsize}
+                                for key, (dt, shape) in header.layout().items()}  # fmt: skip
     payload = sum(t["bytes"] for t in tensors.values())
+    if coded and stats is not None:
+        payload = stats.chunk_bytes.get("CLIP", 0)
     raw_rgb24 = video.frame_count * video.width * video.height * 3
+    values = header.rows * cfg.latent_values
     summary = header.to_dict()
     summary["video"]["variable_frame_rate"] = video.pts is not None
-    return {
+    out = {
         **summary,
         "rows": header.rows,
         "tensors": tensors,
         "file_bytes": file_bytes,
         "tensor_bytes": payload,
         "overhead_bytes": file_bytes - payload,
-        "latent_values": header.rows * cfg.latent_values,
+        "latent_values": values,
         "latent_values_per_clip": header.tiles_per_clip * cfg.latent_values,
+        "bits_per_value": file_bytes * 8 / values if values else None,
+        "bytes_per_second": file_bytes / video.duration if video.duration > 0 else None,
+        "key_interval": header.keyint if coded else 1,
         "compression_rate": cfg.compression_rate,
         "raw_rgb24_bytes": raw_rgb24,
         "compression_vs_raw": raw_rgb24 / file_bytes if file_bytes > 0 else None,
         "bitrate_bps": file_bytes * 8 / video.duration if video.duration > 0 else None,
     }
+    if coded and stats is not None:
+        out["streams"] = {key: {"bytes": round(bits / 8), "bits_per_value": bits / (values * _share(cfg, key))}
+                          for key, bits in stats.stream_bits.items()}  # fmt: skip
+        out["chunks"] = dict(sorted(stats.chunk_bytes.items()))
+        out["key_clips"] = stats.key_clips
+    return out
+
+
+def _share(cfg: VidTwinConfig, key: str) -> float:
+    """The fraction of a row's latent values that tensor `key` holds."""
+    shape = cfg.structure_shape if key == "structure" else cfg.dynamics_shape
+    return math.prod(shape) / cfg.latent_values

@@ -14,25 +14,35 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from models import VidTwinConfig
+from models import Latents, VidTwinConfig
 
 from vidtwin_cli import __version__
 from vidtwin_cli.vtw.bytes import Entries, Layout, short, strict_json
-from vidtwin_cli.errors import ContainerError
+from vidtwin_cli.errors import ContainerError, UsageError
 from vidtwin_cli.video.info import FIT_MODES, MAX_FRAMES, MAX_SIDE, Geometry, VideoInfo
 
 MAGIC = "vidtwin.vtw"
-VERSION = (1, 1)  # (major, minor): readers reject another major, accept a newer minor
+VERSION = (1, 2)  # (major, minor): readers reject another major, accept a newer minor
 MAX_CONFIG_INT = 1 << 16  # no plausible model size exceeds this; bounds the work a hostile config causes
 
-LatentDtype = Literal["fp16", "bf16", "fp32", "int8"]
-LATENT_DTYPES: dict[str, str] = {"fp16": "F16", "bf16": "BF16", "fp32": "F32", "int8": "I8"}  # -> safetensors dtype
+LatentDtype = Literal["fp16", "bf16", "fp32", "int8", "entropy"]
+LATENT_DTYPES: dict[str, str] = {"fp16": "F16", "bf16": "BF16", "fp32": "F32", "int8": "I8"}  # raw: -> safetensors dtype
+ENTROPY = "entropy"  # quantised, temporally predicted, range-coded symbols: a 2.0 file (entropy.py)
+MAX_KEYINT = 1 << 16
+MAX_STEP = float(1 << 20)  # symbol · step must stay finite in float32 for every symbol below 2^15
 CHANNEL_AXIS = {"structure": -1, "dynamics_x": 1, "dynamics_y": 1}  # the latent tensors; d_S is last, d_D is dim 1
 MAX_TEXT = 4096  # characters in any header string (a path is at most PATH_MAX)
 MAX_RATIONAL = (1 << 31) - 1  # fps, time_base, sample_aspect terms: what FFmpeg's 32-bit AVRational holds
 SEED_RANGE = (-(1 << 63), (1 << 64) - 1)  # what torch.Generator.manual_seed accepts
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+COMMIT_HEX = re.compile(r"^[0-9a-f]{40}$")
 VERSION_TEXT = re.compile(r"^(\d{1,6})\.(\d{1,6})$")
+
+
+def check_latent_dtype(dtype: str) -> None:
+    """The one check of a requested latent storage dtype (`--dtype`)."""
+    if dtype not in LATENT_DTYPES:
+        raise UsageError(f"--dtype must be one of {', '.join(LATENT_DTYPES)}")
 
 
 @dataclass(frozen=True)
@@ -42,6 +52,7 @@ class ModelRef:
     spec: str  # preset name, file path or hub id as the user gave it
     weights_sha256: str  # `weights.tensors_sha256` of the weights, 64 lowercase hex digits
     config: VidTwinConfig
+    commit: str | None = None  # hub models: the commit the id resolved to (format 1.2)
 
 
 @dataclass(frozen=True)
@@ -62,15 +73,25 @@ class VtwHeader:
     tool: str = "vidtwin"
     tool_version: str = __version__
     provenance: dict[str, Any] = field(default_factory=dict)  # free JSON, e.g. the generator's settings
+    step: float | None = None  # entropy: the quantisation step (latent value = symbol · step)
+    keyint: int | None = None  # entropy: a key clip every keyint clips, the others coded from the clip before
 
     def __post_init__(self) -> None:
         cfg, video, geo = self.model.config, self.video, self.geometry
         needed = -(-video.frame_count // cfg.frames)
+        coded = self.dtype == ENTROPY
         problems = [
-            (self.dtype not in LATENT_DTYPES,
-             f"latent dtype {short(self.dtype)} is not one of {', '.join(LATENT_DTYPES)}"),
+            (self.dtype not in LATENT_DTYPES and not coded,
+             f"latent dtype {short(self.dtype)} is not one of {', '.join([*LATENT_DTYPES, ENTROPY])}"),
+            (coded and not (type(self.step) is float and 0 < self.step <= MAX_STEP),
+             f"entropy coding needs a step in (0, {MAX_STEP:g}], got {short(self.step)}"),
+            (coded and not (type(self.keyint) is int and 1 <= self.keyint <= MAX_KEYINT),
+             f"entropy coding needs keyint in 1..{MAX_KEYINT}, got {short(self.keyint)}"),
+            (not coded and (self.step, self.keyint) != (None, None), f"step and keyint apply to {ENTROPY} latents only"),
             (not SHA256_HEX.match(str(self.model.weights_sha256)),
              f"weights sha256 {short(self.model.weights_sha256)} is not 64 lowercase hex digits"),
+            (self.model.commit is not None and not COMMIT_HEX.match(str(self.model.commit)),
+             f"model commit {short(self.model.commit)} is not 40 lowercase hex digits"),
             (geo.tile != cfg.image_size,
              f"geometry tile {geo.tile} differs from the model's image_size {cfg.image_size}"),
             ((geo.width, geo.height) != (video.width, video.height),
@@ -90,7 +111,13 @@ class VtwHeader:
         """The oldest format version that describes this file, so 1.0 readers keep reading most files.
 
         1.1 added `video.sample_aspect` (anamorphic video); files of square-pixel video are 1.0.
+        1.2 added `model.commit` (the resolved commit of a hub model).
+        Entropy-coded latents need 2.0 (docs/vtw-format.md, part 2).
         """
+        if self.dtype == ENTROPY:
+            return (2, 0)
+        if self.model.commit is not None:
+            return (1, 2)
         return (1, 1) if self.video.sample_aspect != 1 else (1, 0)
 
     @property
@@ -111,7 +138,8 @@ class VtwHeader:
         """The JSON header (timestamps excluded: they are the `pts` tensor)."""
         return {
             "model": {"spec": self.model.spec, "weights_sha256": self.model.weights_sha256,
-                      "config": self.model.config.to_dict()},
+                      "config": self.model.config.to_dict(),
+                      **({"commit": self.model.commit} if self.model.commit else {})},
             "video": {k: v for k, v in self.video.to_dict().items() if k != "pts"},
             "geometry": self.geometry.to_dict(),
             "latent_dtype": self.dtype,
@@ -121,7 +149,7 @@ class VtwHeader:
             "seed": self.seed,
             "created_by": {"tool": self.tool, "version": self.tool_version},
             "provenance": self.provenance,
-        }
+        } | ({"coding": {"step": self.step, "keyint": self.keyint}} if self.dtype == ENTROPY else {})
 
     def to_json(self) -> str:
         return json.dumps(self.to_dict(), sort_keys=True, separators=(",", ":"), allow_nan=False)
@@ -136,10 +164,12 @@ class VtwHeader:
         if h["tiles_per_clip"] != geometry.tiles_per_clip:
             raise ValueError(f"tiles_per_clip {h['tiles_per_clip']} differs from the "
                              f"{geometry.rows}x{geometry.cols} tile grid")
+        coding = h.get("coding", {})
         return cls(
-            ModelRef(model["spec"], model["weights_sha256"], _config(model["config"])),
+            ModelRef(model["spec"], model["weights_sha256"], _config(model["config"]), model.get("commit")),
             VideoInfo.from_dict({**video, "pts": None}), geometry, h["clips"], h["latent_dtype"], h["sampled"],
             h.get("seed"), created["tool"], created["version"], h.get("provenance", {}),
+            coding.get("step"), coding.get("keyint"),
         )  # fmt: skip
 
 
@@ -156,6 +186,17 @@ def tensor_layout(config: VidTwinConfig, rows: int, dtype: str, pts_frames: int 
     if pts_frames is not None:
         layout["pts"] = ("I64", (pts_frames,))
     return layout
+
+def check_latents(config: VidTwinConfig, latents: Latents) -> int:
+    """Rows of `latents` after checking their shapes against the model config (ValueError if not)."""
+    rows = latents.structure.shape[0]
+    expected = {"structure": config.structure_shape, "dynamics_x": config.dynamics_shape,
+                "dynamics_y": config.dynamics_shape}
+    for key, shape in expected.items():
+        got = tuple(getattr(latents, key).shape)
+        if got != (rows, *shape):
+            raise ValueError(f"latents.{key} has shape {got}, the model config needs {(rows, *shape)}")
+    return rows
 
 
 def check_identity(name: str, meta: dict[str, Any] | None) -> int:
@@ -253,6 +294,10 @@ def _seed(v: object) -> bool:
     return v is None or _integer(*SEED_RANGE)(v)
 
 
+def _step(v: object) -> bool:
+    return type(v) is float and 0 < v <= MAX_STEP
+
+
 SIDE, COUNT = _integer(1, MAX_SIDE), _integer(1, MAX_FRAMES)
 # dotted key -> (what it must be, in words; the check; whether it may be absent)
 HEADER_FIELDS: dict[str, tuple[str, Check, bool]] = {
@@ -260,6 +305,7 @@ HEADER_FIELDS: dict[str, tuple[str, Check, bool]] = {
     "model.spec": (f"a string of at most {MAX_TEXT} characters", _text(), False),
     "model.weights_sha256": ("64 lowercase hex digits", lambda v: type(v) is str and bool(SHA256_HEX.match(v)), False),
     "model.config": ("an object", _object, False),
+    "model.commit": ("40 lowercase hex digits", lambda v: type(v) is str and bool(COMMIT_HEX.match(v)), True),
     "video": ("an object", _object, False),
     "video.width": (f"an integer in 1..{MAX_SIDE}", SIDE, False),
     "video.height": (f"an integer in 1..{MAX_SIDE}", SIDE, False),
@@ -278,7 +324,7 @@ HEADER_FIELDS: dict[str, tuple[str, Check, bool]] = {
     "geometry.cols": (f"an integer in 1..{MAX_SIDE}", SIDE, False),
     "geometry.pad_right": (f"an integer in 0..{MAX_CONFIG_INT}", _integer(0, MAX_CONFIG_INT), False),
     "geometry.pad_bottom": (f"an integer in 0..{MAX_CONFIG_INT}", _integer(0, MAX_CONFIG_INT), False),
-    "latent_dtype": (" or ".join(LATENT_DTYPES), _text(tuple(LATENT_DTYPES)), False),
+    "latent_dtype": (" or ".join([*LATENT_DTYPES, ENTROPY]), _text((*LATENT_DTYPES, ENTROPY)), False),
     "clips": (f"an integer in 1..{MAX_FRAMES}", COUNT, False),
     "tiles_per_clip": (f"an integer in 1..{MAX_SIDE ** 2}", _integer(1, MAX_SIDE**2), False),
     "sampled": ("true or false", _boolean, False),
@@ -287,13 +333,17 @@ HEADER_FIELDS: dict[str, tuple[str, Check, bool]] = {
     "created_by.tool": (f"a string of at most {MAX_TEXT} characters", _text(), False),
     "created_by.version": (f"a string of at most {MAX_TEXT} characters", _text(), False),
     "provenance": ("an object", _object, True),
+    "coding": ("an object", _object, True),  # entropy latents only: VtwHeader requires it there
+    "coding.step": (f"a number in (0, {MAX_STEP:g}] written with a decimal point", _step, False),
+    "coding.keyint": (f"an integer in 1..{MAX_KEYINT}", _integer(1, MAX_KEYINT), False),
 }
 
 
 def validate_header(h: object) -> None:
     """Every field of an untrusted, parsed header has its documented JSON type and range (ValueError if not).
 
-    Parents come before their children in HEADER_FIELDS, so a child is only looked up in an object.
+    Parents come before their children in HEADER_FIELDS, so a child is only looked up in an object;
+    the children of an absent optional object are not looked for.
     """
     if type(h) is not dict:
         raise ValueError("not a JSON object")
@@ -301,7 +351,9 @@ def validate_header(h: object) -> None:
         *parents, key = dotted.split(".")
         node = h
         for parent in parents:
-            node = node[parent]
+            node = node.get(parent, {})
+        if parents and not node and parents[0] not in h:
+            continue
         if key not in node:
             if optional:
                 continue

@@ -1,0 +1,90 @@
+"""What a codec job is asked to do: frozen option sets, each validated once on construction.
+
+The CLI builds these from its flags, `vidtwin batch` ships them to its workers, the Python API takes
+them as arguments: a bad value fails here, with the flag's name, before any file is read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Literal
+
+from vidtwin_cli.errors import InputError, UsageError
+from vidtwin_cli.video.info import MAX_SIDE, FitMode, Geometry, VideoInfo, check_fit
+from vidtwin_cli.video.io import DEFAULT_CODEC, VideoWriter
+from vidtwin_cli.vtw.header import LatentDtype, check_latent_dtype
+
+Only = Literal["structure", "dynamics"]
+ONLY: tuple[str, ...] = ("structure", "dynamics")
+# A stand-in video for checking encoder flags before any output exists (wide enough for libx265).
+_PREFLIGHT_SIDE = 64
+_PREFLIGHT_VIDEO = VideoInfo(_PREFLIGHT_SIDE, _PREFLIGHT_SIDE, Fraction(25), Fraction(1, 25), 1, 0.04)
+DEFAULT_MAX_SIDE = 8192  # decoded frames beyond this many pixels a side need --max-side (docs/cli.md)
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """How frames become latents and how the latents are stored."""
+
+    fit: FitMode = "tile"  # tile (exact size), resize, or crop (the official centre crop)
+    dtype: LatentDtype = "fp16"  # latent storage in the .vtw
+    sample: bool = False  # posterior samples instead of means
+    seed: int | None = None  # for `sample`
+
+    def __post_init__(self) -> None:
+        check_fit(self.fit)
+        check_latent_dtype(self.dtype)
+        if self.seed is not None and not self.sample:
+            raise UsageError("--seed only applies with --sample")
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """Which latents to decode and whether other weights than the file's may do it."""
+
+    only: Only | None = None  # decode one latent alone
+    force: bool = False  # decode with weights other than those the file records (warns)
+
+    def __post_init__(self) -> None:
+        if self.only is not None and self.only not in ONLY:
+            raise UsageError(f"--only must be one of {', '.join(ONLY)}")
+
+
+@dataclass(frozen=True)
+class SwapOptions:
+    """Cross-reenactment: which span of the dynamics video is swapped, and .vtw storage."""
+
+    span: str | None = None  # 'START:END' in seconds of the dynamics video; None swaps it all
+    dtype: LatentDtype = "fp16"  # latent storage when the output is a .vtw
+    force: bool = False  # as DecodeOptions.force
+
+    def __post_init__(self) -> None:
+        check_latent_dtype(self.dtype)
+
+
+@dataclass(frozen=True)
+class VideoOutput:
+    """How decoded frames are written: encoder, quality, (for pipes) container format, largest size.
+
+    Encoder, CRF and format are checked on construction, so a bad flag stops a job (or a whole batch)
+    before any model loads or any file is made.
+    """
+
+    codec: str = DEFAULT_CODEC
+    crf: int | None = None
+    format: str | None = None
+    max_side: int = DEFAULT_MAX_SIDE  # pixels; a .vtw that decodes to larger frames is refused
+
+    def __post_init__(self) -> None:
+        if not 1 <= self.max_side <= MAX_SIDE:
+            raise UsageError(f"--max-side {self.max_side} is outside 1..{MAX_SIDE} (the .vtw format's limit)")
+        VideoWriter(f"check.{self.format or 'mp4'}", _PREFLIGHT_VIDEO, _PREFLIGHT_SIDE, _PREFLIGHT_SIDE,
+                    self.codec, self.crf, self.format)  # built, never opened: checks the flags, touches nothing
+
+    def check_size(self, geometry: Geometry, name: str) -> None:
+        """Refuse frames larger than `max_side`: a few bytes of .vtw (fit=resize) can claim any size."""
+        width, height = geometry.output_size
+        if max(width, height) > self.max_side:
+            raise InputError(f"{name} decodes to {width}x{height} frames, beyond the {self.max_side}-pixel limit "
+                             f"(--max-side {self.max_side}); pass --max-side {max(width, height)} if it is intended")
