@@ -55,9 +55,9 @@ def _hub_cache_info():
 def list_models(cache: Path | None = None) -> list[ModelEntry]:
     """Bundled, presets, our model files in the hub cache, and converted official checkpoints."""
     bundled = read_metadata(BUNDLED_MODEL).get("weights_sha256")
-    entries = [ModelEntry(DEFAULT_MODEL, "bundled", "shipped with vidtwin (docs/model-card.md)",
+    entries = [ModelEntry(DEFAULT_MODEL, "bundled", "vidtwin package",
                           BUNDLED_MODEL.stat().st_size, bundled, None, str(BUNDLED_MODEL))]  # fmt: skip
-    entries += [ModelEntry(name, "preset", "random init (seeded)") for name in PRESETS]
+    entries += [ModelEntry(name, "preset", "random init") for name in PRESETS]
     info = _hub_cache_info()
     for repo in sorted(info.repos, key=lambda r: r.repo_id) if info else []:
         if repo.repo_type != "model":

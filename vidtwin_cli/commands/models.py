@@ -27,11 +27,12 @@ def list_command(json_out: JsonOption = False) -> None:
         return
     table = Table(box=None)
     for column in ("model", "kind", "size", "sha256", "source", "last used"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column != "source", overflow="fold")
     for e in entries:
         used = "-" if e.last_used is None else time.strftime("%Y-%m-%d %H:%M", time.localtime(e.last_used))
         table.add_row(e.id, e.kind, "-" if e.bytes is None else filesize.decimal(e.bytes),
-                      (e.weights_sha256 or "-")[:12], e.source, used)  # fmt: skip
+                      (e.weights_sha256 or "-")[:12], e.source.replace(e.commit, e.commit[:12]) if e.commit else e.source,
+                      used)  # fmt: skip
     err_console().print(table)
 
 
