@@ -17,7 +17,12 @@ import torch
 
 from models import Latents
 
-from vidtwin_cli.vtw.container import ModelRef, VtwHeader, VtwWriter, describe_vtw, open_vtw
+from vidtwin_cli.atomic import STDIO
+from vidtwin_cli.video.audio import read_audio
+from vidtwin_cli.vtw.container import (
+    CodedReader, CodedWriter, EntropyCoding, ModelRef, Storage, VtwHeader, VtwReader, VtwWriter, describe_vtw, open_vtw,
+    vtw_writer,
+)  # fmt: skip
 from vidtwin_cli.errors import InputError, ModelError
 from vidtwin_cli.codec.model_session import ModelSession
 from vidtwin_cli.video.tiling import frames_to_tiles, tiles_to_frames
@@ -62,16 +67,19 @@ def encode_video(
     session: ModelSession,
     *,
     fit: FitMode = "tile",
-    dtype: str = "fp16",
+    dtype: Storage = EntropyCoding(),
     sample: bool = False,
     seed: int | None = None,
     format: str | None = None,
+    audio: bool = True,
     progress: Progress = None,
     on_start: Callable[[int | None], None] | None = None,
 ) -> dict:
     """Encode a video file (or "-" with `format`) to a .vtw at `dst` ("-" = stdout); returns a summary.
 
-    `on_start(estimated_frames)` is called once the header is read (for progress totals).
+    `dtype` is a raw latent dtype (a 1.x file) or `EntropyCoding` (a 2.0 file, which also keeps the
+    source's audio packets unless `audio` is False). `on_start(estimated_frames)` is called once the
+    header is read (for progress totals).
     """
     started = time.perf_counter()
     generator = torch.Generator().manual_seed(seed if seed is not None else 0) if sample else None
@@ -81,12 +89,14 @@ def encode_video(
         geometry = Geometry.plan(video.width, video.height, cfg.image_size, fit)
         if on_start:
             on_start(video.estimated_frames)
-        with VtwWriter(dst, model_ref(loaded), geometry, dtype, sampled=sample,
-                       seed=seed if sample else None) as writer:  # fmt: skip
+        with vtw_writer(dst, model_ref(loaded), geometry, dtype, sampled=sample,
+                        seed=seed if sample else None) as writer:  # fmt: skip
             for clip, valid in iter_clips(video, cfg.frames):
                 writer.add(runner.encode(frames_to_tiles(clip, geometry), sample=sample, generator=generator))
                 if progress:
                     progress(valid)
+            if audio:
+                _keep_audio(src, writer, session.warn)
             nbytes = writer.finish(video.info)
             header = writer.header
     summary = describe_vtw(header, nbytes)
@@ -103,9 +113,27 @@ def encode_video(
         "bitrate_kbps": summary["bitrate_bps"] / 1000 if summary["bitrate_bps"] else None,
         "compression_rate": summary["compression_rate"],
         "compression_vs_raw": summary["compression_vs_raw"],
-        "latent_dtype": dtype,
+        "latent_dtype": header.dtype,
+        "step": header.step,
+        "keyint": header.keyint,
+        "bits_per_value": summary["bits_per_value"],
+        "audio_tracks": len(writer.audio) if isinstance(writer, CodedWriter) else 0,
         "seconds": time.perf_counter() - started,
     }
+
+
+def _keep_audio(src: Path | str, writer: CodedWriter | VtwWriter, warn: Callable[[str], None]) -> None:
+    """Store the source's audio packets in a 2.0 writer; say so when they cannot be kept."""
+    if str(src) == STDIO:
+        warn("audio of a piped input is not kept (encode a file to keep it)")
+        return
+    tracks, packets = read_audio(src)
+    if not tracks:
+        return
+    if not isinstance(writer, CodedWriter):
+        warn(f"{src}: its audio is not kept: raw --dtype files (.vtw 1.x) hold latents only")
+        return
+    writer.add_audio(tracks, packets)
 
 
 def _write_frames(
@@ -115,11 +143,22 @@ def _write_frames(
     clips: Iterator[np.ndarray],
     output: VideoOutput,
     progress: Progress,
+    audio: VtwReader | CodedReader | None = None,
+    warn: Callable[[str], None] | None = None,
 ) -> int:
-    """Write decoded clips (T, H, W, 3), trimming the padded tail to the source frame count."""
+    """Write decoded clips (T, H, W, 3), trimming the padded tail to the source frame count.
+
+    With `audio` (an open 2.0 file holding audio), its packets are muxed beside the video when the
+    output container can hold their codec; `warn` is told about tracks it cannot."""
     width, height = geometry.output_size
     written = 0
     with VideoWriter(dst, info, width, height, output.codec, output.crf, output.format) as out:
+        tracks = getattr(audio, "audio", [])
+        if tracks:
+            refused = out.add_audio(tracks)
+            if refused and warn:
+                warn(f"{out.name}: this container cannot hold {', '.join(refused)} audio; writing the video "
+                     "without it (use .mkv to keep it)")
         for frames in clips:
             keep = min(len(frames), info.frame_count - written)
             for frame in frames[:keep]:
@@ -127,6 +166,9 @@ def _write_frames(
             written += keep
             if progress:
                 progress(keep)
+        if tracks:
+            for track, packets in audio.audio_packets():
+                out.mux_audio(track, packets)
     return written
 
 
@@ -154,7 +196,7 @@ def decode_vtw(
             on_start(header.video.frame_count)
         geometry = header.geometry
         clips = (tiles_to_frames(runner.decode(lat, only=only), geometry) for lat in reader.iter_clips())
-        frames = _write_frames(dst, header.video, geometry, clips, output, progress)
+        frames = _write_frames(dst, header.video, geometry, clips, output, progress, reader, session.warn)
     width, height = geometry.output_size
     return {"input": str(src), "output": str(dst), "frames": frames, "width": width, "height": height,
             "fps": float(header.video.fps), "only": only, "seconds": time.perf_counter() - started}  # fmt: skip
@@ -208,7 +250,7 @@ def swap_vtw(
     *,
     span: str | None = None,
     as_vtw: bool = False,
-    dtype: str = "fp16",
+    dtype: Storage = EntropyCoding(),
     output: VideoOutput = VideoOutput(),
     force: bool = False,
     progress: Progress = None,
@@ -240,8 +282,12 @@ def swap_vtw(
             return swap_latents(a.clip(min(i, a.header.clips - 1)), lat_b), mask
 
         if as_vtw:
-            with VtwWriter(dst, b.header.model, geometry, dtype, provenance={
+            if isinstance(dtype, EntropyCoding) and dtype.step is None and b.header.step is not None:
+                dtype = EntropyCoding(step=b.header.step, keyint=b.header.keyint)  # B's symbols stay exact
+            with vtw_writer(dst, b.header.model, geometry, dtype, provenance={
                 "swap": {"structure": a.name, "dynamics": b.name, "range": span}}) as writer:  # fmt: skip
+                if isinstance(writer, CodedWriter) and isinstance(b, CodedReader) and b.audio:
+                    writer.add_audio(b.audio, b.audio_packets())  # B's timeline, B's sound
                 for i, lat_b in enumerate(b.iter_clips()):
                     lat, mask = mixed(i, lat_b)
                     use = bool(mask.any())
@@ -264,6 +310,6 @@ def swap_vtw(
                 swapped_clips += bool(mask.any())
                 yield frames
 
-        frames = _write_frames(dst, info, geometry, clips(), output, progress)
+        frames = _write_frames(dst, info, geometry, clips(), output, progress, b, session.warn)
     return {"structure": a.name, "dynamics": b.name, "output": str(dst), "frames": frames,
             "clips_swapped": swapped_clips, "range": span, "seconds": time.perf_counter() - started}  # fmt: skip

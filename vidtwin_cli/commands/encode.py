@@ -9,6 +9,8 @@ import typer
 
 from vidtwin_cli.atomic import STDIO, check_writable
 from vidtwin_cli.console import TaskProgress, err_console, print_json, progress_bar, warner
+from vidtwin_cli.vtw.coded import EntropyCoding
+from vidtwin_cli.vtw.entropy import DEFAULT_KEYINT, DEFAULT_QUALITY
 from vidtwin_cli.vtw.header import LATENT_DTYPES
 from vidtwin_cli.errors import RuntimeFailure, UsageError, VidtwinError
 from vidtwin_cli.codec.pipeline import encode_video
@@ -40,7 +42,11 @@ def command(
     batch_size: BatchOption = 8,
     compile: CompileOption = False,
     fit: Annotated[str, typer.Option("--fit", help="tile (exact size), resize, or crop (official centre crop).")] = "tile",
-    dtype: Annotated[str, typer.Option("--dtype", help="Latent storage: fp16, bf16, fp32 or int8.")] = "fp16",
+    quality: Annotated[int, typer.Option("--quality", "-q", help="Entropy coding quality 1..12 (higher: finer steps, larger files).")] = DEFAULT_QUALITY,
+    step: Annotated[float | None, typer.Option("--step", help="Quantisation step in latent units (overrides --quality).")] = None,
+    keyint: Annotated[int, typer.Option("--keyint", help="A key clip every N clips; the others are coded from the clip before.")] = DEFAULT_KEYINT,
+    dtype: Annotated[str | None, typer.Option("--dtype", help="Store raw latents instead (fp16, bf16, fp32 or int8): a .vtw 1.x.")] = None,
+    no_audio: Annotated[bool, typer.Option("--no-audio", help="Leave the source's audio out.")] = False,
     sample: Annotated[bool, typer.Option("--sample", help="Store posterior samples instead of means.")] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed for --sample.")] = None,
     format: FormatOption = None,
@@ -50,8 +56,9 @@ def command(
     """Encode videos to compact structure/dynamics latents (.vtw)."""
     if fit not in FIT_MODES:
         raise UsageError(f"--fit must be one of {', '.join(FIT_MODES)}")
-    if dtype not in LATENT_DTYPES:
+    if dtype is not None and dtype not in LATENT_DTYPES:
         raise UsageError(f"--dtype must be one of {', '.join(LATENT_DTYPES)}")
+    storage = dtype or EntropyCoding(quality, step, keyint)
     if seed is not None and not sample:
         raise UsageError("--seed only applies with --sample")
     if len(inputs) > 1 and output is not None:
@@ -78,8 +85,8 @@ def command(
         for src, dst in jobs:
             task = TaskProgress(bars, src.name if str(src) != STDIO else "stdin")
             try:
-                results.append(encode_video(src, dst, session, fit=fit, dtype=dtype, sample=sample, seed=seed,
-                                            format=format, progress=task.advance, on_start=task.start))  # fmt: skip
+                results.append(encode_video(src, dst, session, fit=fit, dtype=storage, sample=sample, seed=seed,
+                                            format=format, audio=not no_audio, progress=task.advance, on_start=task.start))  # fmt: skip
             except VidtwinError as e:
                 if len(jobs) == 1:
                     raise
@@ -94,7 +101,8 @@ def command(
     elif not quiet:
         for r in results:
             err.print(f"{r['input']} -> {r['output']}: {r['frames']} frames, {r['bytes']:,} bytes "
-                      f"({r['compression_vs_raw']:.0f}x vs raw RGB), {r['frames'] / r['seconds']:.1f} frames/s",
+                      f"({r['bits_per_value']:.2f} bits/value, {r['compression_vs_raw']:.0f}x vs raw RGB), "
+                      f"{r['frames'] / r['seconds']:.1f} frames/s",
                       markup=False, soft_wrap=True)  # fmt: skip
     if failures:
         raise RuntimeFailure(f"{len(failures)} of {len(jobs)} inputs failed")

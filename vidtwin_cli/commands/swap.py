@@ -9,6 +9,7 @@ import typer
 
 from vidtwin_cli.atomic import STDIO, check_writable
 from vidtwin_cli.console import err_console, print_json, task_progress, warner
+from vidtwin_cli.vtw.coded import EntropyCoding
 from vidtwin_cli.vtw.header import LATENT_DTYPES
 from vidtwin_cli.errors import UsageError
 from vidtwin_cli.codec.pipeline import VideoOutput, swap_vtw
@@ -24,7 +25,7 @@ def command(
     dynamics: Annotated[Path, typer.Argument(help=".vtw whose dynamics (motion) drive it; its timeline is used.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Video file, or .vtw to store the swapped latents.")],
     span: Annotated[str | None, typer.Option("--range", help="Swap only START:END (seconds of the dynamics video).")] = None,
-    dtype: Annotated[str, typer.Option("--dtype", help="Latent storage for .vtw output.")] = "fp16",
+    dtype: Annotated[str | None, typer.Option("--dtype", help="Raw latent storage for .vtw output (fp16, bf16, fp32, int8); default: entropy-coded.")] = None,
     model: ModelOption = None,
     device: DeviceOption = "cpu",
     precision: PrecisionOption = "fp32",
@@ -39,7 +40,7 @@ def command(
 ) -> None:
     """Decode the structure latents of one .vtw with the dynamics latents of another."""
     as_vtw = output.suffix == ".vtw"
-    if dtype not in LATENT_DTYPES:
+    if dtype is not None and dtype not in LATENT_DTYPES:
         raise UsageError(f"--dtype must be one of {', '.join(LATENT_DTYPES)}")
     if STDIO in (str(structure), str(dynamics)):
         raise UsageError("swap reads two files; stdin is not supported here")
@@ -49,7 +50,7 @@ def command(
     err = err_console()
     session = ModelSession(model, device, precision, batch_size, warn=warner(err), compile=compile)
     with task_progress(err, "swap", quiet) as task:
-        result = swap_vtw(structure, dynamics, output, session, span=span, as_vtw=as_vtw, dtype=dtype,
+        result = swap_vtw(structure, dynamics, output, session, span=span, as_vtw=as_vtw, dtype=dtype or EntropyCoding(),
                           output=VideoOutput(codec, crf, format), force=force, progress=task.advance,
                           on_start=task.start)  # fmt: skip
     if json_out:

@@ -30,7 +30,8 @@ from vidtwin_cli.atomic import STDIO, atomic_output, check_writable
 from vidtwin_cli.errors import ContainerError, RuntimeFailure, UsageError
 from vidtwin_cli.video.info import Geometry, VideoInfo
 from vidtwin_cli.vtw import chunks
-from vidtwin_cli.vtw.audio import AudioTrack, pack_packets, pack_tracks, unpack_packets, unpack_tracks
+from vidtwin_cli.video.audio import AudioTrack
+from vidtwin_cli.vtw.audio import pack_packets, pack_tracks, unpack_packets, unpack_tracks
 from vidtwin_cli.vtw.bytes import one_line
 from vidtwin_cli.vtw.entropy import (
     DEFAULT_KEYINT,

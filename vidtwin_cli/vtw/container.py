@@ -397,9 +397,10 @@ def verify_vtw(src: Path | str) -> VerifyReport:
 def inspect_vtw(src: Path | str) -> dict[str, Any]:
     """`describe_vtw` of a file, plus its name, format version, checksum and (2.0) part sizes."""
     with open_vtw(src) as reader:
-        stats = reader.stats if isinstance(reader, CodedReader) else None
+        coded = isinstance(reader, CodedReader)
+        audio = [{"codec": t.codec, "sample_rate": t.sample_rate, "layout": t.layout} for t in reader.audio] if coded else []
         return {"file": reader.name, "format_version": reader.version, "sha256": reader.sha256,
-                **describe_vtw(reader.header, reader.file_bytes, stats)}
+                **describe_vtw(reader.header, reader.file_bytes, reader.stats if coded else None), "audio": audio}
 
 
 def describe_vtw(header: VtwHeader, file_bytes: int, stats: CodedStats | None = None) -> dict[str, Any]:
