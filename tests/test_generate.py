@@ -10,7 +10,8 @@ import torch
 from models import PRESETS, Latents
 from models.dit import DIT_PRESETS, LatentDiT
 from vidtwin_cli.vtw.container import read_vtw
-from vidtwin_cli.generation.weights import AutoencoderRef, load_dit_file, save_dit
+from vidtwin_cli.vtw.header import ModelRef
+from vidtwin_cli.generation.weights import BUNDLED_DIT, load_dit_file, resolve_dit, save_dit, store_dit
 from vidtwin_cli.generation.synth import CLASSES
 from vidtwin_cli.video.io import VideoReader
 from vidtwin_cli.codec.weights import resolve_model, save_model
@@ -30,7 +31,7 @@ def dit_file(tmp_path_factory):
     model.tokens.fit_statistics(Latents(*(torch.randn(16, *s, generator=g) for s in
                                           (ae.config.structure_shape, ae.config.dynamics_shape, ae.config.dynamics_shape))))
     path = tmp_path_factory.mktemp("dit") / "dit.safetensors"
-    save_dit(path, model, CLASSES, AutoencoderRef("tiny", ae.sha256, ae.config))
+    save_dit(path, model, CLASSES, ModelRef("tiny", ae.sha256, ae.config))
     return path
 
 
@@ -142,3 +143,29 @@ def test_info_shows_a_dits_parameters(cli, dit_file):
     info = json.loads(r.stdout)
     assert info["classes"] == list(CLASSES) and info["autoencoder"]["spec"] == "tiny"
     assert info["parameters"] == load_dit_file(dit_file).model.parameter_count()
+
+
+def test_fp16_copy_loads_with_its_own_fingerprint(dit_file, tmp_path):
+    half = tmp_path / "half.safetensors"
+    sha = store_dit(dit_file, half, "fp16")
+    loaded, original = load_dit_file(half), load_dit_file(dit_file)
+    assert loaded.sha256 == sha != original.sha256  # the stored (rounded) values are what is fingerprinted
+    assert half.stat().st_size < 0.6 * dit_file.stat().st_size
+    assert (loaded.classes, loaded.autoencoder) == (original.classes, original.autoencoder)
+
+
+def test_default_dit_is_for_the_bundled_autoencoder():
+    """Fails when the bundled autoencoder changes without remaking the DiT (scripts/train_default_dit.sh)."""
+    dit = resolve_dit()
+    assert (dit.source, dit.classes) == ("bundled", tuple(sorted(CLASSES)))
+    assert dit.autoencoder.spec == "default" and dit.autoencoder.weights_sha256 == resolve_model().sha256
+    assert BUNDLED_DIT.stat().st_size < 10 * 2**20  # a few MB in the package
+
+
+def test_generate_out_of_the_box(cli, tmp_path):
+    r = cli(["generate", "--class", "left", "--steps", 2, "--device", "cpu", "-o", tmp_path / "left.mp4", "--json"])
+    assert r.exit_code == 0, r.stderr
+    assert json.loads(r.stdout)["dit"] == "default"
+    with VideoReader(tmp_path / "left.mp4") as video:
+        ae = resolve_model().config
+        assert (video.width, video.height, len(list(video))) == (ae.image_size, ae.image_size, ae.frames)

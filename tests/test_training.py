@@ -21,7 +21,7 @@ from vidtwin_cli.training.ae_step import AutoencoderTask, fresh_model
 from vidtwin_cli.training.config import parse_set, read_config_file, resolve_config
 from vidtwin_cli.training.data import ClipDataset, list_videos, probe_videos
 from vidtwin_cli.training.distributed import DistContext
-from vidtwin_cli.training.loop import warmup_cosine
+from vidtwin_cli.training.loop import TrainingInterrupted, warmup_cosine
 from vidtwin_cli.training.ae_run import TrainRequest, train_autoencoder
 from vidtwin_cli.codec.weights import read_model_file
 
@@ -88,7 +88,7 @@ def test_interrupt_then_resume_repeats_the_uninterrupted_run(tmp_path, videos, a
             os.kill(os.getpid(), signal.SIGINT)  # a real signal through the real handler
 
     resumed = tmp_path / "resumed"
-    with pytest.raises(KeyboardInterrupt):  # one DataLoader worker here: workers must not change the data
+    with pytest.raises(TrainingInterrupted):  # one DataLoader worker here: workers must not change the data
         train_autoencoder(_request(resumed, videos, alex_ckpt, **{"data.num_workers": 1}), progress=ctrl_c_at_step_3)
     assert (resumed / "checkpoints" / "latest").read_text().strip() == "step-00000003"
     assert not (resumed / "model.safetensors").exists()

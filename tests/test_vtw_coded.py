@@ -128,7 +128,7 @@ def test_decoding_is_bit_exact_across_threads_and_precision(tmp_path):
 
 def test_inspect_reports_rate_and_parts(tmp_path):
     write_vtw(tmp_path / "a.vtw", coded_vtw(keyint=4))
-    info = inspect_vtw(tmp_path / "a.vtw")
+    info = inspect_vtw(tmp_path / "a.vtw").to_json()
     assert info["format_version"] == "2.0" and info["latent_dtype"] == "entropy" and info["key_interval"] == 4
     assert info["key_clips"] == -(-info["clips"] // 4) and info["coding"] == {"step": 0.25, "keyint": 4}
     assert info["bits_per_value"] == pytest.approx(info["file_bytes"] * 8 / info["latent_values"])
@@ -177,7 +177,7 @@ def test_encode_flags_choose_the_coding(cli, tmp_path, sample_video):
     def encode(name: str, *flags: str) -> dict:
         out = cli(["encode", sample_video, "-o", tmp_path / name, "--model", "tiny", "--json", *flags])
         assert out.exit_code == 0, out.stderr
-        return {**json.loads(out.stdout), **inspect_vtw(tmp_path / name)}
+        return {**json.loads(out.stdout), **inspect_vtw(tmp_path / name).to_json()}
 
     default, fine, raw = encode("d.vtw"), encode("f.vtw", "--quality", "10", "--keyint", "1"), encode("r.vtw", "--dtype", "fp16")
     assert (default["format_version"], default["keyint"], default["latent_dtype"]) == ("2.0", 8, "entropy")

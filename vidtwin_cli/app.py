@@ -1,7 +1,7 @@
 """The `vidtwin` command line: builds the Typer app and maps errors to exit codes.
 
 This is the only place that turns exceptions into exit codes (docs/cli.md):
-0 ok, 1 runtime failure, 2 usage or input error, 130 interrupted.
+0 ok, 1 runtime failure, 2 usage or input error, 128 + n stopped by signal n (130 Ctrl-C, 143 SIGTERM).
 """
 
 from __future__ import annotations
@@ -13,21 +13,9 @@ from typing import Annotated
 import typer
 
 from vidtwin_cli import __version__
-from vidtwin_cli.commands import convert, decode, demo, encode, info, inspect, swap, verify
-from vidtwin_cli.commands import datasets, generate
-from vidtwin_cli.commands import train
-from vidtwin_cli.commands import batch
-from vidtwin_cli.commands import bench
 from vidtwin_cli.console import err_console
 from vidtwin_cli.errors import VidtwinError
-
-app = typer.Typer(
-    name="vidtwin",
-    no_args_is_help=True,
-    pretty_exceptions_enable=False,
-    add_completion=False,
-    help="VidTwin video codec: encode video to compact structure/dynamics latents (.vtw) and back.",
-)
+from vidtwin_cli.interrupts import Interrupted, stop_signals_raise
 
 
 def _version(value: bool) -> None:
@@ -36,7 +24,6 @@ def _version(value: bool) -> None:
         raise typer.Exit()
 
 
-@app.callback()
 def _root(
     version: Annotated[
         bool, typer.Option("--version", callback=_version, is_eager=True, help="Print the version and exit.")
@@ -46,19 +33,34 @@ def _root(
     """VidTwin video codec."""
 
 
-app.command("demo")(demo.command)
-app.command("encode")(encode.command)
-app.command("decode")(decode.command)
-app.command("swap")(swap.command)
-app.command("info")(info.command)
-app.command("convert")(convert.command)
-app.command("inspect")(inspect.command)
-app.command("verify")(verify.command)
-app.add_typer(datasets.app, name="datasets")
-app.command("generate")(generate.command)
-app.add_typer(train.app, name="train")
-app.add_typer(batch.app, name="batch")
-app.command("bench")(bench.command)
+def build_app() -> typer.Typer:
+    """The Typer app with every command. Importing the commands imports torch (seconds), so `main`
+    does it inside its signal handling: Ctrl-C while starting up is one line like any other."""
+    from vidtwin_cli.commands import batch, bench, convert, datasets, decode, demo, encode, generate, info, inspect
+    from vidtwin_cli.commands import swap, train, verify
+
+    app = typer.Typer(
+        name="vidtwin",
+        no_args_is_help=True,
+        pretty_exceptions_enable=False,
+        add_completion=False,
+        help="VidTwin video codec: encode video to compact structure/dynamics latents (.vtw) and back.",
+    )
+    app.callback()(_root)
+    app.command("demo")(demo.command)
+    app.command("encode")(encode.command)
+    app.command("decode")(decode.command)
+    app.command("swap")(swap.command)
+    app.command("info")(info.command)
+    app.command("convert")(convert.command)
+    app.command("inspect")(inspect.command)
+    app.command("verify")(verify.command)
+    app.add_typer(datasets.app, name="datasets")
+    app.command("generate")(generate.command)
+    app.add_typer(train.app, name="train")
+    app.add_typer(batch.app, name="batch")
+    app.command("bench")(bench.command)
+    return app
 
 
 def _one_line(e: BaseException) -> str:
@@ -69,28 +71,30 @@ def main(argv: list[str] | None = None) -> int:
     """Run the CLI and return the process exit code (the console script exits with it)."""
     argv = list(sys.argv[1:] if argv is None else argv)
     err = err_console()
-    try:
-        result = app(args=argv, prog_name="vidtwin", standalone_mode=False)
-        return result if isinstance(result, int) else 0
-    except typer.Exit as e:
-        return e.exit_code
-    except (typer.Abort, KeyboardInterrupt):
-        err.print("interrupted", markup=False)
-        return 130
-    except typer.TyperException as e:  # parser errors: bad flag, missing argument, unknown command
-        ctx = getattr(e, "ctx", None)
-        where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
-        message = e.format_message() if hasattr(e, "format_message") else str(e)
-        err.print(f"error: {_one_line(message)}{where}", markup=False, soft_wrap=True)
-        return getattr(e, "exit_code", 2)
-    except VidtwinError as e:
-        err.print(f"error: {_one_line(e)}", markup=False, soft_wrap=True)
-        return e.exit_code
-    except Exception as e:  # the one catch-all: report in one line, never a traceback by default
-        if "--debug" in argv:
-            traceback.print_exc()
-        err.print(f"error: unexpected {type(e).__name__}: {_one_line(e)} (rerun with --debug for a traceback)", markup=False, soft_wrap=True)
-        return 1
+    with stop_signals_raise():
+        try:
+            result = build_app()(args=argv, prog_name="vidtwin", standalone_mode=False)
+            return result if isinstance(result, int) else 0
+        except typer.Exit as e:
+            return e.exit_code
+        except Interrupted as stop:  # Ctrl-C, SIGTERM, SIGHUP (interrupts.py)
+            err.print(stop.line(), markup=False, soft_wrap=True)
+            return stop.exit_code
+        except typer.TyperException as e:  # parser errors: bad flag, missing argument, unknown command
+            ctx = getattr(e, "ctx", None)
+            where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+            message = e.format_message() if hasattr(e, "format_message") else str(e)
+            err.print(f"error: {_one_line(message)}{where}", markup=False, soft_wrap=True)
+            return getattr(e, "exit_code", 2)
+        except VidtwinError as e:
+            err.print(f"error: {_one_line(e)}", markup=False, soft_wrap=True)
+            return e.exit_code
+        except Exception as e:  # the one catch-all: report in one line, never a traceback by default
+            if "--debug" in argv:
+                traceback.print_exc()
+            err.print(f"error: unexpected {type(e).__name__}: {_one_line(e)} (rerun with --debug for a traceback)",
+                      markup=False, soft_wrap=True)  # fmt: skip
+            return 1
 
 
 def entry() -> None:

@@ -20,7 +20,8 @@ from typing import Literal
 
 from vidtwin_cli.vtw.container import open_vtw
 from vidtwin_cli.errors import ContainerError, InputError, VidtwinError
-from vidtwin_cli.codec.pipeline import VideoOutput, decode_vtw, encode_video
+from vidtwin_cli.codec.options import DecodeOptions, EncodeOptions, VideoOutput
+from vidtwin_cli.codec.pipeline import decode_vtw, encode_video
 from vidtwin_cli.codec.model_session import ModelSession
 from vidtwin_cli.video.io import VideoReader
 from vidtwin_cli.codec.weights import DEFAULT_MODEL
@@ -32,16 +33,13 @@ Kind = Literal["encode", "decode", "bench"]
 Progress = Callable[[int], None] | None
 
 
-# Settings: the codec flags of a command, plus its name, its output suffix and the files it takes
-# from a folder by default.
+# Settings: the codec options of a command (those `vidtwin encode`/`decode` use), plus its name, its
+# output suffix and the files it takes from a folder by default.
 
 
 @dataclass(frozen=True)
 class EncodeSettings:
-    fit: str = "tile"
-    dtype: str = "fp16"
-    sample: bool = False
-    seed: int | None = None
+    options: EncodeOptions = EncodeOptions()
 
     kind: Kind = "encode"
     suffix: str = ".vtw"
@@ -50,9 +48,8 @@ class EncodeSettings:
 
 @dataclass(frozen=True)
 class DecodeSettings:
-    only: str | None = None
-    output: VideoOutput = VideoOutput()
-    force_model: bool = False  # decode files made with other weights than --model (warns)
+    options: DecodeOptions = DecodeOptions()  # `force`: decode files made with other weights than --model
+    output: VideoOutput | None = None
     suffix: str = ".mp4"
 
     kind: Kind = "decode"
@@ -170,11 +167,10 @@ class Worker:
         try:
             job.output.parent.mkdir(parents=True, exist_ok=True)
             if isinstance(settings, EncodeSettings):
-                frames = encode_video(job.input, job.output, self.session, fit=settings.fit, dtype=settings.dtype,
-                                      sample=settings.sample, seed=settings.seed, progress=tick)["frames"]  # fmt: skip
+                frames = encode_video(job.input, job.output, self.session, settings.options, progress=tick).frames
             elif isinstance(settings, DecodeSettings):
-                frames = decode_vtw(job.input, job.output, self.session, only=settings.only, output=settings.output,
-                                    force=settings.force_model, progress=tick)["frames"]  # fmt: skip
+                frames = decode_vtw(job.input, job.output, self.session, settings.options, settings.output,
+                                    progress=tick).frames  # fmt: skip
             else:
                 frames = self._bench.run(job.input, job.output, tick)
             status, error = "ok", None
@@ -219,8 +215,8 @@ def finished_output(job_input: Path, output: Path, spec: WorkerSpec) -> JobRecor
         if isinstance(settings, EncodeSettings):
             with open_vtw(output) as reader:
                 h = reader.header
-            wanted = (spec.model or DEFAULT_MODEL, settings.dtype, settings.fit, settings.sample,
-                      settings.seed if settings.sample else None)  # fmt: skip
+            o = settings.options
+            wanted = (spec.model or DEFAULT_MODEL, o.dtype, o.fit, o.sample, o.seed if o.sample else None)
             if (h.model.spec, h.dtype, h.geometry.fit, h.sampled, h.seed) != wanted:
                 return None
             frames = h.video.frame_count

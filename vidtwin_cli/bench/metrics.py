@@ -17,12 +17,17 @@ frame with the source frame at source size. Conventions (docs/bench.md):
 from __future__ import annotations
 
 import math
+from collections.abc import Iterable
 from dataclasses import dataclass
+from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from vidtwin_cli.errors import RuntimeFailure
+from vidtwin_cli.video.io import VideoReader
 
 PEAK = 255.0
 SSIM_WINDOW = 11
@@ -240,3 +245,14 @@ class VideoQuality:
             "tile_seam": _seam_report(self._tile_seam, self._tile_inside),
             "per_clip": [{"frames": [s, min(s + self.clip_frames, self.frames)], **self._summary(s, s + self.clip_frames)} for s in clips],
         }
+
+
+def compare(src: Path | str, decoded: Iterable[np.ndarray], quality: VideoQuality) -> dict:
+    """Feed (source frame, decoded frame) pairs of the video `src` into `quality`; returns its report."""
+    with VideoReader(src) as source:
+        try:
+            for ref, out in zip(source, decoded, strict=True):
+                quality.add(ref, out)
+        except ValueError as e:
+            raise RuntimeFailure(f"{src}: decoded frames do not line up with the source ({e})") from e
+    return quality.result()

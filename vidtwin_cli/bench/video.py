@@ -2,9 +2,8 @@
 source size, speed and memory per precision, and x264/x265 at the same bytes (docs/bench.md).
 
 Encoding goes through `pipeline.encode_video` (latents stored as fp32, then re-stored in each latent
-dtype without running the model again); decoding runs the session's model clip by clip on the
-stored latents, as `pipeline.decode_vtw` does, but keeps the frames in memory for the metrics
-instead of writing a video file.
+dtype without running the model again); decoding is `pipeline.decoded_frames`, the generator behind
+`vidtwin decode`, whose frames go to the metrics instead of a video file.
 """
 
 from __future__ import annotations
@@ -12,7 +11,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -23,14 +22,14 @@ from torch import nn
 from vidtwin_cli.bench.baseline import available_codecs, decode_stream, encode_at_bytes, encode_frames
 from vidtwin_cli.bench.speed import PeakMemory, report_header, synthetic_clips
 from vidtwin_cli.vtw.container import describe_vtw, open_vtw, read_vtw, write_vtw
-from vidtwin_cli.vtw.header import LATENT_DTYPES
-from vidtwin_cli.errors import RuntimeFailure, UsageError
-from vidtwin_cli.bench.metrics import VideoQuality, json_ready
-from vidtwin_cli.codec.pipeline import encode_video
+from vidtwin_cli.vtw.header import LATENT_DTYPES, check_latent_dtype
+from vidtwin_cli.errors import UsageError
+from vidtwin_cli.bench.metrics import VideoQuality, compare, json_ready
+from vidtwin_cli.codec.options import EncodeOptions
+from vidtwin_cli.codec.pipeline import Stopwatch, decoded_frames, encode_video
 from vidtwin_cli.codec.runtime import ModelRunner
 from vidtwin_cli.codec.model_session import ModelSession
-from vidtwin_cli.video.tiling import tiles_to_frames
-from vidtwin_cli.video.info import VideoInfo
+from vidtwin_cli.video.info import VideoInfo, check_fit
 from vidtwin_cli.video.io import VideoReader
 
 log = logging.getLogger(__name__)
@@ -54,36 +53,12 @@ class VideoBenchOptions:
     lpips_every: int = 1
 
     def __post_init__(self) -> None:
+        check_fit(self.fit)
         if self.fit == "crop":
             raise UsageError("bench compares at source size; --fit crop changes the frame, use tile or resize")
-        if self.dtype not in LATENT_DTYPES:
-            raise UsageError(f"--dtype must be one of {', '.join(LATENT_DTYPES)}")
+        check_latent_dtype(self.dtype)
         if self.repeat < 1:
             raise UsageError("--repeat must be >= 1")
-
-
-def compare(src: Path | str, decoded: Iterable[np.ndarray], quality: VideoQuality) -> dict:
-    """Feed (source frame, decoded frame) pairs of `src` into `quality`; returns its report."""
-    with VideoReader(src) as source:
-        try:
-            for ref, out in zip(source, decoded, strict=True):
-                quality.add(ref, out)
-        except ValueError as e:
-            raise RuntimeFailure(f"{src}: decoded frames do not line up with the source ({e})") from e
-    return quality.result()
-
-
-def decoded_frames(path: Path, runner: ModelRunner, seconds: list[float]) -> Iterator[np.ndarray]:
-    """Frames of a .vtw decoded clip by clip (padded tail trimmed); model + untiling time adds to seconds[0]."""
-    with open_vtw(path) as reader:
-        geometry, left = reader.header.geometry, reader.header.video.frame_count
-        for latents in reader.iter_clips():
-            start = time.perf_counter()
-            frames = tiles_to_frames(runner.decode(latents), geometry)
-            seconds[0] += time.perf_counter() - start
-            keep = min(len(frames), left)
-            left -= keep
-            yield from frames[:keep]
 
 
 def restore(src: Path, dst: Path, dtype: str) -> int:
@@ -121,18 +96,20 @@ def bench_video(
             loaded, runner = session.load()
             memory.reset()
             stored = workdir / f"{stem}.{p}.fp32.vtw"
-            encode_s[p].append(encode_video(src, stored, session, fit=options.fit, dtype="fp32")["seconds"])
+            encode_s[p].append(encode_video(src, stored, session, EncodeOptions(options.fit, "fp32")).seconds)
             measured = workdir / f"{stem}.{p}.{options.dtype}.vtw"
             restore(stored, measured, options.dtype)
-            seconds = [0.0]
-            frames = decoded_frames(measured, runner, seconds)
-            if rep == 0:
-                tile = loaded.config.image_size if options.fit == "tile" else None
-                runs[p] = {"quality": compare(src, frames, _quality(loaded.config.frames, tile, options, session.device))}
-            else:
-                for _ in frames:
-                    pass
-            decode_s[p].append(seconds[0])
+            clock = Stopwatch()
+            with open_vtw(measured) as reader:
+                frames = decoded_frames(reader, runner, clock=clock)
+                if rep == 0:
+                    tile = loaded.config.image_size if options.fit == "tile" else None
+                    quality = _quality(loaded.config.frames, tile, options, session.device)
+                    runs[p] = {"quality": compare(src, frames, quality)}
+                else:
+                    for _ in frames:
+                        pass
+            decode_s[p].append(clock.seconds)
             runs[p]["peak_rss_mib"] = max(runs[p].get("peak_rss_mib", 0.0), memory.peak_rss_mib())
             if session.device.type == "cuda":
                 runs[p]["peak_cuda_mib"] = max(runs[p].get("peak_cuda_mib", 0.0), memory.peak_cuda_mib())
@@ -221,7 +198,8 @@ def _rd_sweep(src: Path, reference: Path, workdir: Path, stem: str, info: VideoI
     for dtype in LATENT_DTYPES:
         path = workdir / f"{stem}.rd.{dtype}.vtw"
         nbytes = restore(reference, path, dtype)
-        q = compare(src, decoded_frames(path, runner, [0.0]), _quality(cfg.frames, tile, options, session.device))
+        with open_vtw(path) as reader:
+            q = compare(src, decoded_frames(reader, runner), _quality(cfg.frames, tile, options, session.device))
         curves["vidtwin"].append(point(nbytes, q, latent_dtype=dtype))
         if progress:
             progress(1)

@@ -1,47 +1,106 @@
 """The codec's data path: video -> clips -> tiles -> model -> latents -> .vtw, and back.
 
 Every function streams: one clip of frames and its tiles are in memory at a time, latents are
-spooled by the container writer, and decoding reads one clip of latents at a time.
+spooled by the container writer, and decoding reads one clip of latents at a time. Options arrive
+validated (`codec/options.py`); results leave as dataclasses (`codec/results.py`).
 """
 
 from __future__ import annotations
 
-import logging
+import contextlib
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from fractions import Fraction
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 import torch
 
 from models import Latents
 
+from vidtwin_cli.atomic import check_writable
+from vidtwin_cli.codec.model_session import ModelSession
+from vidtwin_cli.codec.options import DecodeOptions, EncodeOptions, SwapOptions, VideoOutput
+from vidtwin_cli.codec.results import DecodeResult, EncodeResult, SwapResult
+from vidtwin_cli.codec.runtime import ModelRunner
+from vidtwin_cli.codec.weights import LoadedModel
+from vidtwin_cli.errors import InputError, ModelError
+from vidtwin_cli.video.frames import FrameArray
+from vidtwin_cli.video.info import Geometry, VideoInfo
+from vidtwin_cli.video.io import VideoReader, VideoWriter, iter_clips
+from vidtwin_cli.video.tiling import frames_to_tiles, tiles_to_frames
 from vidtwin_cli.atomic import STDIO
 from vidtwin_cli.video.audio import read_audio
 from vidtwin_cli.vtw.container import (
-    CodedReader, CodedWriter, EntropyCoding, ModelRef, Storage, VtwHeader, VtwReader, VtwWriter, describe_vtw, open_vtw,
+    CodedReader, CodedWriter, EntropyCoding, ModelRef, VtwFile, VtwHeader, VtwReader, VtwWriter, describe_vtw, open_vtw,
     vtw_writer,
 )  # fmt: skip
-from vidtwin_cli.errors import InputError, ModelError
-from vidtwin_cli.codec.model_session import ModelSession
-from vidtwin_cli.video.tiling import frames_to_tiles, tiles_to_frames
-from vidtwin_cli.video.info import FitMode, Geometry, VideoInfo
-from vidtwin_cli.video.io import DEFAULT_CODEC, VideoReader, VideoWriter, iter_clips
-from vidtwin_cli.codec.weights import LoadedModel
-
-log = logging.getLogger(__name__)
+from vidtwin_cli.vtw.entropy import DEFAULT_KEYINT, DEFAULT_QUALITY, latent_sigma, step_for_quality
+from vidtwin_cli.vtw.header import ENTROPY
 
 Progress = Callable[[int], None] | None
+OnStart = Callable[[int | None], None] | None
+VideoSource = Path | str | np.ndarray | torch.Tensor  # a file ("-": stdin) or (T, H, W, 3) uint8 frames
+LatentSource = Path | str | VtwFile  # a .vtw file ("-": stdin) or one in memory
+
+
+class Latent(Protocol):
+    """What decoding reads from: an open `.vtw` (`VtwReader`) or one in memory (`MemoryVtw`)."""
+
+    name: str
+    header: VtwHeader
+
+    def clip(self, index: int) -> Latents: ...
+
+    def iter_clips(self) -> Iterator[Latents]: ...
 
 
 @dataclass(frozen=True)
-class VideoOutput:
-    """How decoded frames are written: encoder, quality and (for pipes) container format."""
+class MemoryVtw:
+    """A `VtwFile` read like an open file."""
 
-    codec: str = DEFAULT_CODEC
-    crf: int | None = None
-    format: str | None = None
+    vtw: VtwFile
+    name: str = "<latents>"
+
+    @property
+    def header(self) -> VtwHeader:
+        return self.vtw.header
+
+    def clip(self, index: int) -> Latents:
+        if not 0 <= index < self.header.clips:
+            raise IndexError(f"clip {index} of {self.header.clips}")
+        tiles = self.header.tiles_per_clip
+        return self.vtw.latents.select(slice(index * tiles, (index + 1) * tiles))
+
+    def iter_clips(self) -> Iterator[Latents]:
+        for index in range(self.header.clips):
+            yield self.clip(index)
+
+
+@contextlib.contextmanager
+def open_latents(src: LatentSource) -> Iterator[Latent]:
+    """A `.vtw` path opened (and validated) for decoding, or an in-memory `VtwFile` as is."""
+    if isinstance(src, VtwFile):
+        yield MemoryVtw(src)
+        return
+    with open_vtw(src) as reader:
+        yield reader
+
+
+def open_video(src: VideoSource, fps: float | Fraction | None = None,
+               format: str | None = None) -> VideoReader | FrameArray:  # fmt: skip
+    """A video file ("-": stdin, with `format`) or an array of frames (with `fps`), ready for `with`."""
+    if isinstance(src, (np.ndarray, torch.Tensor)):
+        if fps is None:
+            raise InputError("encoding an array of frames needs its frame rate (fps)")
+        return FrameArray(src, fps)
+    return VideoReader(src, format)
+
+
+def _source_name(src: VideoSource | LatentSource) -> str:
+    return str(src) if isinstance(src, (str, Path)) else "<frames>" if not isinstance(src, VtwFile) else "<latents>"
 
 
 def model_ref(loaded: LoadedModel) -> ModelRef:
@@ -61,71 +120,70 @@ def check_model(loaded: LoadedModel, header: VtwHeader, name: str, force: bool, 
         warn(f"{message}; decoding anyway (--force)")
 
 
+# ---- encoding --------------------------------------------------------------------------------
+
+
+def _encoded_clips(video: VideoReader | FrameArray, geometry: Geometry, runner: ModelRunner, options: EncodeOptions,
+                   progress: Progress) -> Iterator[Latents]:  # fmt: skip
+    """The latents of every clip of `video` (the last clip padded), clip by clip."""
+    generator = torch.Generator().manual_seed(options.seed or 0) if options.sample else None
+    for clip, valid in iter_clips(video, runner.config.frames):
+        yield runner.encode(frames_to_tiles(clip, geometry), sample=options.sample, generator=generator)
+        if progress:
+            progress(valid)
+
+
 def encode_video(
-    src: Path | str,
+    src: VideoSource,
     dst: Path | str,
     session: ModelSession,
+    options: EncodeOptions = EncodeOptions(),
     *,
-    fit: FitMode = "tile",
-    dtype: Storage = EntropyCoding(),
-    sample: bool = False,
-    seed: int | None = None,
+    fps: float | Fraction | None = None,
     format: str | None = None,
-    audio: bool = True,
     progress: Progress = None,
-    on_start: Callable[[int | None], None] | None = None,
-) -> dict:
-    """Encode a video file (or "-" with `format`) to a .vtw at `dst` ("-" = stdout); returns a summary.
+    on_start: OnStart = None,
+) -> EncodeResult:
+    """Encode a video file ("-" with `format`) or frames (with `fps`) to a .vtw at `dst` ("-" = stdout).
 
-    `dtype` is a raw latent dtype (a 1.x file) or `EntropyCoding` (a 2.0 file, which also keeps the
-    source's audio packets unless `audio` is False). `on_start(estimated_frames)` is called once the
-    header is read (for progress totals).
+    Entropy coding (the default `options.dtype`) writes a 2.0 file that also keeps the source file's
+    audio packets (unless `options.audio` is False); a raw dtype writes 1.x, latents only.
+    `on_start(estimated_frames)` is called once the header is read (for progress totals).
     """
     started = time.perf_counter()
-    generator = torch.Generator().manual_seed(seed if seed is not None else 0) if sample else None
-    with VideoReader(src, format) as video:  # a bad input fails here, before the model loads
+    check_writable(Path(dst), (Path(src),) if isinstance(src, (str, Path)) else ())
+    with open_video(src, fps, format) as video:  # a bad input fails here, before the model loads
         loaded, runner = session.load()
-        cfg = loaded.config
-        geometry = Geometry.plan(video.width, video.height, cfg.image_size, fit)
+        geometry = Geometry.plan(video.width, video.height, loaded.config.image_size, options.fit)
         if on_start:
             on_start(video.estimated_frames)
-        with vtw_writer(dst, model_ref(loaded), geometry, dtype, sampled=sample,
-                        seed=seed if sample else None) as writer:  # fmt: skip
-            for clip, valid in iter_clips(video, cfg.frames):
-                writer.add(runner.encode(frames_to_tiles(clip, geometry), sample=sample, generator=generator))
-                if progress:
-                    progress(valid)
-            if audio:
+        with vtw_writer(dst, model_ref(loaded), geometry, options.storage, sampled=options.sample,
+                        seed=options.seed if options.sample else None) as writer:  # fmt: skip
+            for latents in _encoded_clips(video, geometry, runner, options, progress):
+                writer.add(latents)
+            if options.audio:
                 _keep_audio(src, writer, session.warn)
             nbytes = writer.finish(video.info)
             header = writer.header
     summary = describe_vtw(header, nbytes)
-    return {
-        "input": str(src),
-        "output": str(dst),
-        "frames": header.video.frame_count,
-        "width": header.video.width,
-        "height": header.video.height,
-        "fps": float(header.video.fps),
-        "clips": header.clips,
-        "tiles_per_clip": header.tiles_per_clip,
-        "bytes": nbytes,
-        "bitrate_kbps": summary["bitrate_bps"] / 1000 if summary["bitrate_bps"] else None,
-        "compression_rate": summary["compression_rate"],
-        "compression_vs_raw": summary["compression_vs_raw"],
-        "latent_dtype": header.dtype,
-        "step": header.step,
-        "keyint": header.keyint,
-        "bits_per_value": summary["bits_per_value"],
-        "audio_tracks": len(writer.audio) if isinstance(writer, CodedWriter) else 0,
-        "seconds": time.perf_counter() - started,
-    }
+    return EncodeResult(
+        input=_source_name(src), output=str(dst), frames=header.video.frame_count, width=header.video.width,
+        height=header.video.height, fps=float(header.video.fps), clips=header.clips,
+        tiles_per_clip=header.tiles_per_clip, bytes=nbytes,
+        bitrate_kbps=summary["bitrate_bps"] / 1000 if summary["bitrate_bps"] else None,
+        compression_rate=summary["compression_rate"], compression_vs_raw=summary["compression_vs_raw"],
+        latent_dtype=header.dtype, seconds=time.perf_counter() - started, step=header.step, keyint=header.keyint,
+        bits_per_value=summary["bits_per_value"],
+        audio_tracks=len(writer.audio) if isinstance(writer, CodedWriter) else 0,
+    )  # fmt: skip
 
 
-def _keep_audio(src: Path | str, writer: CodedWriter | VtwWriter, warn: Callable[[str], None]) -> None:
-    """Store the source's audio packets in a 2.0 writer; say so when they cannot be kept."""
+def _keep_audio(src: VideoSource, writer: CodedWriter | VtwWriter, warn: Callable[[str], None]) -> None:
+    """Store the source file's audio packets in a 2.0 writer; say so when they cannot be kept."""
+    if not isinstance(src, (str, Path)):
+        return  # frames in memory have no audio
     if str(src) == STDIO:
-        warn("audio of a piped input is not kept (encode a file to keep it)")
+        warn("the audio of a piped input is not kept (encode the file itself to keep it)")
         return
     tracks, packets = read_audio(src)
     if not tracks:
@@ -136,70 +194,148 @@ def _keep_audio(src: Path | str, writer: CodedWriter | VtwWriter, warn: Callable
     writer.add_audio(tracks, packets)
 
 
-def _write_frames(
-    dst: Path | str,
-    info: VideoInfo,
-    geometry: Geometry,
-    clips: Iterator[np.ndarray],
-    output: VideoOutput,
-    progress: Progress,
-    audio: VtwReader | CodedReader | None = None,
-    warn: Callable[[str], None] | None = None,
-) -> int:
-    """Write decoded clips (T, H, W, 3), trimming the padded tail to the source frame count.
+def encode_latents(
+    src: VideoSource,
+    session: ModelSession,
+    options: EncodeOptions = EncodeOptions(),
+    *,
+    fps: float | Fraction | None = None,
+    format: str | None = None,
+    progress: Progress = None,
+    on_start: OnStart = None,
+) -> VtwFile:
+    """Encode a video file or frames to an in-memory `VtwFile`: the header and float32 latents.
+
+    The latents are the model's own float32 values; `options.dtype` applies when the file is written
+    (`write_vtw`).
+    """
+    with open_video(src, fps, format) as video:
+        loaded, runner = session.load()
+        geometry = Geometry.plan(video.width, video.height, loaded.config.image_size, options.fit)
+        if on_start:
+            on_start(video.estimated_frames)
+        latents = Latents.cat(list(_encoded_clips(video, geometry, runner, options, progress)))
+        info = video.info
+    tiles = geometry.tiles_per_clip
+    clips = latents.structure.shape[0] // tiles
+    coding = {}
+    if options.dtype == ENTROPY:  # the step the file will have, set as CodedWriter sets it
+        first = Latents(*(getattr(latents, key)[:tiles] for key in ("structure", "dynamics_x", "dynamics_y")))
+        step = options.step or step_for_quality(options.quality, latent_sigma(first) or 1.0)
+        coding = {"step": float(step), "keyint": options.keyint}
+    header = VtwHeader(model_ref(loaded), info, geometry, clips, options.dtype, sampled=options.sample,
+                       seed=options.seed if options.sample else None, **coding)  # fmt: skip
+    return VtwFile(header, latents)
+
+
+# ---- decoding --------------------------------------------------------------------------------
+
+
+class Stopwatch:
+    """Accumulates the seconds spent inside `timing()` blocks (model time, apart from I/O and metrics)."""
+
+    def __init__(self) -> None:
+        self.seconds = 0.0
+
+    @contextlib.contextmanager
+    def timing(self) -> Iterator[None]:
+        start = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds += time.perf_counter() - start
+
+
+def trimmed(clips: Iterable[np.ndarray], frame_count: int, progress: Progress = None) -> Iterator[np.ndarray]:
+    """The frames of decoded clips (T, H, W, 3), the padded tail dropped: exactly `frame_count` frames."""
+    left = frame_count
+    for frames in clips:
+        keep = min(len(frames), left)
+        left -= keep
+        yield from frames[:keep]
+        if progress:
+            progress(keep)
+
+
+def decoded_frames(latent: Latent, runner: ModelRunner, only: str | None = None, progress: Progress = None,
+                   clock: Stopwatch | None = None) -> Iterator[np.ndarray]:  # fmt: skip
+    """Frames (H, W, 3) uint8 of decoded latents, clip by clip, with the source's frame count.
+
+    `clock` collects the time spent in the model and untiling.
+    """
+    geometry = latent.header.geometry
+
+    def clips() -> Iterator[np.ndarray]:
+        for latents in latent.iter_clips():
+            with clock.timing() if clock else contextlib.nullcontext():
+                frames = tiles_to_frames(runner.decode(latents, only=only), geometry)
+            yield frames
+
+    return trimmed(clips(), latent.header.video.frame_count, progress)
+
+
+def write_frames(dst: Path | str, info: VideoInfo, geometry: Geometry, frames: Iterable[np.ndarray],
+                 output: VideoOutput, audio: Latent | None = None,
+                 warn: Callable[[str], None] | None = None) -> int:  # fmt: skip
+    """Write frames with the timing of `info` at the geometry's output size; returns the count.
 
     With `audio` (an open 2.0 file holding audio), its packets are muxed beside the video when the
-    output container can hold their codec; `warn` is told about tracks it cannot."""
+    output container can hold their codec; `warn` hears about those it cannot.
+    """
     width, height = geometry.output_size
-    written = 0
+    tracks = audio.audio if isinstance(audio, CodedReader) else []
     with VideoWriter(dst, info, width, height, output.codec, output.crf, output.format) as out:
-        tracks = getattr(audio, "audio", [])
-        if tracks:
-            refused = out.add_audio(tracks)
-            if refused and warn:
-                warn(f"{out.name}: this container cannot hold {', '.join(refused)} audio; writing the video "
-                     "without it (use .mkv to keep it)")
-        for frames in clips:
-            keep = min(len(frames), info.frame_count - written)
-            for frame in frames[:keep]:
-                out.write(frame)
-            written += keep
-            if progress:
-                progress(keep)
-        if tracks:
-            for track, packets in audio.audio_packets():
-                out.mux_audio(track, packets)
-    return written
+        refused = out.add_audio(tracks) if tracks else []
+        if refused and warn:
+            warn(f"{out.name}: this container cannot hold {', '.join(refused)} audio; the video is written "
+                 "without it (.mkv holds it)")
+        for frame in frames:
+            out.write(frame)
+        for track, packets in audio.audio_packets() if tracks else ():
+            out.mux_audio(track, packets)
+        return out.frames_written
+
+
+@contextlib.contextmanager
+def decoding(src: LatentSource, session: ModelSession, options: DecodeOptions,
+             on_start: OnStart = None) -> Iterator[tuple[Latent, ModelRunner]]:  # fmt: skip
+    """Open latents and the model that may decode them (`--model`, else the one the file records)."""
+    with open_latents(src) as latent:
+        header = latent.header
+        loaded, runner = session.load(header.model.spec)
+        check_model(loaded, header, latent.name, options.force, session.warn)
+        if on_start:
+            on_start(header.video.frame_count)
+        yield latent, runner
+
+
+def iter_decoded(src: LatentSource, session: ModelSession, options: DecodeOptions = DecodeOptions(),
+                 progress: Progress = None, on_start: OnStart = None) -> Iterator[np.ndarray]:  # fmt: skip
+    """Decoded frames (H, W, 3) uint8 of a .vtw or in-memory latents, streamed clip by clip."""
+    with decoding(src, session, options, on_start) as (latent, runner):
+        yield from decoded_frames(latent, runner, options.only, progress)
 
 
 def decode_vtw(
-    src: Path | str,
+    src: LatentSource,
     dst: Path | str,
     session: ModelSession,
+    options: DecodeOptions = DecodeOptions(),
+    output: VideoOutput | None = None,
     *,
-    only: str | None = None,
-    output: VideoOutput = VideoOutput(),
-    force: bool = False,
     progress: Progress = None,
-    on_start: Callable[[int | None], None] | None = None,
-) -> dict:
-    """Decode a .vtw to a video with the source's frame count, timing and size; returns a summary.
-
-    Without `--model` the session loads the model the file records.
-    """
+    on_start: OnStart = None,
+) -> DecodeResult:
+    """Decode latents to a video with the source's frame count, timing and size."""
     started = time.perf_counter()
-    with open_vtw(src) as reader:
-        header = reader.header
-        loaded, runner = session.load(header.model.spec)
-        check_model(loaded, header, reader.name, force, session.warn)
-        if on_start:
-            on_start(header.video.frame_count)
-        geometry = header.geometry
-        clips = (tiles_to_frames(runner.decode(lat, only=only), geometry) for lat in reader.iter_clips())
-        frames = _write_frames(dst, header.video, geometry, clips, output, progress, reader, session.warn)
-    width, height = geometry.output_size
-    return {"input": str(src), "output": str(dst), "frames": frames, "width": width, "height": height,
-            "fps": float(header.video.fps), "only": only, "seconds": time.perf_counter() - started}  # fmt: skip
+    check_writable(Path(dst), (Path(src),) if isinstance(src, (str, Path)) else ())
+    with decoding(src, session, options, on_start) as (latent, runner):
+        header = latent.header
+        frames = decoded_frames(latent, runner, options.only, progress)
+        count = write_frames(dst, header.video, header.geometry, frames, output or VideoOutput(), latent, session.warn)
+    width, height = header.geometry.output_size
+    return DecodeResult(_source_name(src), str(dst), count, width, height, float(header.video.fps), options.only,
+                        time.perf_counter() - started)  # fmt: skip
 
 
 # ---- cross-reenactment ----------------------------------------------------------------------
@@ -243,35 +379,34 @@ def swap_latents(structure_from: Latents, dynamics_from: Latents) -> Latents:
 
 
 def swap_vtw(
-    a_src: Path | str,
-    b_src: Path | str,
+    a_src: LatentSource,
+    b_src: LatentSource,
     dst: Path | str,
     session: ModelSession,
+    options: SwapOptions = SwapOptions(),
+    output: VideoOutput | None = None,
     *,
-    span: str | None = None,
-    as_vtw: bool = False,
-    dtype: Storage = EntropyCoding(),
-    output: VideoOutput = VideoOutput(),
-    force: bool = False,
     progress: Progress = None,
-    on_start: Callable[[int | None], None] | None = None,
-) -> dict:
-    """Structure of A with the dynamics of B, on B's timeline.
+    on_start: OnStart = None,
+) -> SwapResult:
+    """Structure of A with the dynamics of B, on B's timeline; a `dst` ending in .vtw stores latents.
 
-    A clip index past A's end holds A's last clip. With `span` ('START:END', seconds of B) only
-    frames in that span are swapped, the rest is B's own reconstruction (per frame for video output;
-    for .vtw output per clip, every clip that overlaps the span).
+    A clip index past A's end holds A's last clip. With `options.span` ('START:END', seconds of B)
+    only frames in that span are swapped, the rest is B's own reconstruction (per frame for video
+    output; for .vtw output per clip, every clip that overlaps the span).
     """
     started = time.perf_counter()
-    with open_vtw(a_src) as a, open_vtw(b_src) as b:
+    as_vtw = Path(dst).suffix == ".vtw"
+    check_writable(Path(dst), tuple(Path(s) for s in (a_src, b_src) if isinstance(s, (str, Path))))
+    with open_latents(a_src) as a, open_latents(b_src) as b:
         _check_pair(a.header, b.header, a.name, b.name)
         loaded, runner = session.load(b.header.model.spec)
-        check_model(loaded, b.header, b.name, force, session.warn)
+        check_model(loaded, b.header, b.name, options.force, session.warn)
         info, geometry, t = b.header.video, b.header.geometry, loaded.config.frames
         if on_start:
             on_start(info.frame_count)
         times = frame_times(info)
-        start, end = parse_range(span, info.duration) if span else (-np.inf, np.inf)
+        start, end = parse_range(options.span, info.duration) if options.span else (-np.inf, np.inf)
         inside = (times >= start) & (times < end)  # per frame of B
         swapped_clips = 0
 
@@ -282,10 +417,12 @@ def swap_vtw(
             return swap_latents(a.clip(min(i, a.header.clips - 1)), lat_b), mask
 
         if as_vtw:
-            if isinstance(dtype, EntropyCoding) and dtype.step is None and b.header.step is not None:
-                dtype = EntropyCoding(step=b.header.step, keyint=b.header.keyint)  # B's symbols stay exact
-            with vtw_writer(dst, b.header.model, geometry, dtype, provenance={
-                "swap": {"structure": a.name, "dynamics": b.name, "range": span}}) as writer:  # fmt: skip
+            provenance = {"swap": {"structure": a.name, "dynamics": b.name, "range": options.span}}
+            storage = options.dtype
+            if storage == ENTROPY:  # B's step and key interval (a quality-derived step would requantise B)
+                step = b.header.step or step_for_quality(DEFAULT_QUALITY, latent_sigma(b.clip(0)) or 1.0)
+                storage = EntropyCoding(step=step, keyint=b.header.keyint or DEFAULT_KEYINT)
+            with vtw_writer(dst, b.header.model, geometry, storage, provenance=provenance) as writer:
                 if isinstance(writer, CodedWriter) and isinstance(b, CodedReader) and b.audio:
                     writer.add_audio(b.audio, b.audio_packets())  # B's timeline, B's sound
                 for i, lat_b in enumerate(b.iter_clips()):
@@ -296,8 +433,8 @@ def swap_vtw(
                     if progress:
                         progress(int(min(t, info.frame_count - i * t)))
                 nbytes = writer.finish(info)
-            return {"structure": a.name, "dynamics": b.name, "output": str(dst), "frames": info.frame_count,
-                    "clips_swapped": swapped_clips, "bytes": nbytes, "seconds": time.perf_counter() - started}
+            return SwapResult(a.name, b.name, str(dst), info.frame_count, swapped_clips, options.span, nbytes,
+                              time.perf_counter() - started)  # fmt: skip
 
         def clips() -> Iterator[np.ndarray]:
             nonlocal swapped_clips
@@ -310,6 +447,7 @@ def swap_vtw(
                 swapped_clips += bool(mask.any())
                 yield frames
 
-        frames = _write_frames(dst, info, geometry, clips(), output, progress, b, session.warn)
-    return {"structure": a.name, "dynamics": b.name, "output": str(dst), "frames": frames,
-            "clips_swapped": swapped_clips, "range": span, "seconds": time.perf_counter() - started}  # fmt: skip
+        count = write_frames(dst, info, geometry, trimmed(clips(), info.frame_count, progress), output or VideoOutput(),
+                             b, session.warn)
+    return SwapResult(a.name, b.name, str(dst), count, swapped_clips, options.span, None,
+                      time.perf_counter() - started)  # fmt: skip

@@ -15,12 +15,12 @@ from pathlib import Path
 
 import torch
 from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
+from safetensors.torch import load_file
 
 from models import PRESETS, VidTwinAE, VidTwinConfig
 from models.checkpoint import from_official, load_strict
 
-from vidtwin_cli.atomic import atomic_path
+from vidtwin_cli.tagged_file import read_tagged, write_tagged
 from vidtwin_cli.errors import InputError, ModelError
 
 MODEL_FORMAT = "vidtwin-ae"
@@ -80,31 +80,18 @@ def save_model(path: Path, model: VidTwinAE, dtype: str = "fp32", metadata: dict
     tensors = {k: v.detach().to("cpu", WEIGHT_DTYPES[dtype]).contiguous() for k, v in model.state_dict().items()}
     sha = tensors_sha256(tensors)  # what a reader gets back: the stored values
     meta = {
-        "format": MODEL_FORMAT,
         "config": json.dumps(model.config.to_dict(), sort_keys=True),
         "weights_sha256": sha,
         "weights_dtype": dtype,
         **(metadata or {}),
     }
-    with atomic_path(Path(path)) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+    write_tagged(path, tensors, MODEL_FORMAT, meta)
     return sha
 
 
 def read_model_file(path: Path) -> tuple[VidTwinConfig, dict[str, torch.Tensor], dict[str, str]]:
     """Config, tensors and metadata of one of our model files. Raises InputError/ModelError."""
-    path = Path(path)
-    if not path.is_file():
-        raise InputError(f"{path}: no such model file")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise InputError(f"{path}: not a readable safetensors file ({e})") from e
-    if meta.get("format") != MODEL_FORMAT:
-        raise ModelError(f"{path}: not a vidtwin model file (metadata format={meta.get('format')!r}); "
-                         "convert official checkpoints with 'vidtwin convert'")
+    tensors, meta = read_tagged(path, MODEL_FORMAT, "model", "convert official checkpoints with 'vidtwin convert'")
     try:
         config = VidTwinConfig.from_dict(json.loads(meta["config"]))
     except (KeyError, ValueError, TypeError) as e:

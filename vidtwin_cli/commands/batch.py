@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-from fractions import Fraction
 from pathlib import Path
 from typing import Annotated
 
@@ -16,21 +15,17 @@ from vidtwin_cli.batch.jobs import DecodeSettings, EncodeSettings, Settings, Wor
 from vidtwin_cli.batch.local import LocalPool
 from vidtwin_cli.batch.manifest import JobLog, JobRecord
 from vidtwin_cli.batch.ray_backend import RayPool
-from vidtwin_cli.batch.runner import BatchSummary, Terminated, plan_local, plan_ray, run_batch, sigterm_raises
+from vidtwin_cli.batch.runner import BatchSummary, plan_local, plan_ray, run_batch
 from vidtwin_cli.bench.video import VideoBenchOptions
 from vidtwin_cli.console import err_console, print_json, progress_bar, warner
-from vidtwin_cli.vtw.header import LATENT_DTYPES
 from vidtwin_cli.errors import RuntimeFailure, UsageError
-from vidtwin_cli.codec.pipeline import VideoOutput
-from vidtwin_cli.video.info import FIT_MODES, VideoInfo
-from vidtwin_cli.video.io import VideoWriter
-from vidtwin_cli.commands.decode import ONLY
+from vidtwin_cli.interrupts import Interrupted
+from vidtwin_cli.codec.options import DecodeOptions, EncodeOptions, VideoOutput
 from vidtwin_cli.commands.options import (
-    BatchOption, CodecOption, CompileOption, CrfOption, DeviceOption, JsonOption, ModelOption, PrecisionOption,
-    QuietOption,
+    BatchOption, CodecOption, CompileOption, CrfOption, DeviceOption, JsonOption, ModelOption, OnlyOption,
+    PrecisionOption, QuietOption,
 )  # fmt: skip
 
-SIGTERM_EXIT = 143  # 128 + SIGTERM, what shells report for a process ended by `kill`
 
 app = typer.Typer(no_args_is_help=True, help="Many files at once: resumable jobs on local worker processes or Ray.")
 
@@ -57,7 +52,6 @@ ForceOption = Annotated[bool, typer.Option("--force", help="Redo every file, eve
 RAY_THREADS = 2  # CPUs per Ray actor unless --threads says otherwise
 NO_BASELINE = "none"
 LPIPS_NETS = ("alex", "vgg", LPIPS_OFF)
-PREFLIGHT_VIDEO = VideoInfo(16, 16, Fraction(25), Fraction(1, 25), 1, 0.04)
 
 
 def _run(settings: Settings, src: Path, out_dir: Path, manifest: Path | None, patterns: list[str] | None,
@@ -83,7 +77,7 @@ def _run(settings: Settings, src: Path, out_dir: Path, manifest: Path | None, pa
     manifest = manifest or out_dir / f"batch-{kind}{f'-{index}of{count}' if shard else ''}.jsonl"
 
     try:
-        with sigterm_raises(), JobLog(manifest, warn) as log, progress_bar(err, quiet, unit="files") as bars:
+        with JobLog(manifest, warn) as log, progress_bar(err, quiet, unit="files") as bars:
             task = bars.add_task(kind, total=len(pairs))
             started, frames = time.perf_counter(), 0
 
@@ -99,9 +93,8 @@ def _run(settings: Settings, src: Path, out_dir: Path, manifest: Path | None, pa
 
             summary = run_batch(pairs, spec, backend, log, force=force, on_file=on_file, on_frames=on_frames,
                                 warn=warn)  # fmt: skip
-    except Terminated:
-        err.print("terminated; rerun the same command to resume", markup=False)
-        raise typer.Exit(SIGTERM_EXIT) from None
+    except Interrupted as stop:  # Ctrl-C, SIGTERM, SIGHUP: finished files stay done in the manifest
+        raise stop.keeping("rerun the same command to resume") from None
     facts = {"backend": "ray" if ray else "local", "threads_per_worker": spec.threads, "manifest": str(manifest)}
     _report(summary, facts, json_out, quiet)
 
@@ -146,13 +139,7 @@ def encode(
     quiet: QuietOption = False,
 ) -> None:
     """Encode every video under SRC to OUT_DIR/<same path>.vtw; rerun to resume."""
-    if fit not in FIT_MODES:
-        raise UsageError(f"--fit must be one of {', '.join(FIT_MODES)}")
-    if dtype not in LATENT_DTYPES:
-        raise UsageError(f"--dtype must be one of {', '.join(LATENT_DTYPES)}")
-    if seed is not None and not sample:
-        raise UsageError("--seed only applies with --sample")
-    _run(EncodeSettings(fit, dtype, sample, seed), src, out_dir, manifest, glob, root, shard, workers, threads, ray,
+    _run(EncodeSettings(EncodeOptions(fit, dtype, sample, seed)), src, out_dir, manifest, glob, root, shard, workers, threads, ray,
          force, model, device, [precision], batch_size, json_out, quiet, compile)  # fmt: skip
 
 
@@ -173,7 +160,7 @@ def decode(
     precision: PrecisionOption = "fp32",
     batch_size: BatchOption = 8,
     compile: CompileOption = False,
-    only: Annotated[str | None, typer.Option("--only", help="Decode one latent alone: structure or dynamics.")] = None,
+    only: OnlyOption = None,
     codec: CodecOption = "libx264",
     crf: CrfOption = None,
     ext: Annotated[str, typer.Option("--ext", help="Output container, by file extension (mp4, mkv, mov, webm).")] = "mp4",
@@ -182,14 +169,11 @@ def decode(
     quiet: QuietOption = False,
 ) -> None:
     """Decode every .vtw under SRC to OUT_DIR/<same path>.<ext>; rerun to resume."""
-    if only is not None and only not in ONLY:
-        raise UsageError(f"--only must be one of {', '.join(ONLY)}")
+    options = DecodeOptions(only, force_model)
     if not ext.isalnum():
         raise UsageError(f"--ext {ext!r} must be a bare extension such as mp4 or mkv")
-    settings = DecodeSettings(only, VideoOutput(codec, crf), force_model, suffix=f".{ext.lower()}")
-    # A bad --codec/--crf must stop the batch before it starts, not fail every file: a writer that is
-    # built but never opened checks exactly those flags and touches no file.
-    VideoWriter(out_dir / f"check{settings.suffix}", PREFLIGHT_VIDEO, 16, 16, codec, crf)
+    # A bad --codec/--crf stops the batch here, before it starts, not in every file.
+    settings = DecodeSettings(options, VideoOutput(codec, crf), suffix=f".{ext.lower()}")
     _run(settings, src, out_dir, manifest, glob, root, shard, workers, threads, ray, force, model, device, [precision],
          batch_size, json_out, quiet, compile)  # fmt: skip
 

@@ -7,23 +7,20 @@ from typing import Annotated
 
 import typer
 
-from vidtwin_cli.atomic import STDIO, check_writable
+from vidtwin_cli import api
+from vidtwin_cli.atomic import STDIO
 from vidtwin_cli.console import err_console, print_json, task_progress, warner
 from vidtwin_cli.errors import UsageError
-from vidtwin_cli.codec.pipeline import VideoOutput, decode_vtw
-from vidtwin_cli.codec.model_session import ModelSession
 from vidtwin_cli.commands.options import (
     BatchOption, CodecOption, CompileOption, CrfOption, DeviceOption, ForceOption, FormatOption, JsonOption,
-    ModelOption, PrecisionOption, QuietOption,
+    ModelOption, OnlyOption, PrecisionOption, QuietOption,
 )  # fmt: skip
-
-ONLY = ("structure", "dynamics")
 
 
 def command(
     source: Annotated[Path, typer.Argument(help=".vtw file ('-' = stdin).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Video file to write ('-' = stdout, with --format).")],
-    only: Annotated[str | None, typer.Option("--only", help="Decode one latent alone: structure or dynamics.")] = None,
+    only: OnlyOption = None,
     model: ModelOption = None,
     device: DeviceOption = "cpu",
     precision: PrecisionOption = "fp32",
@@ -37,19 +34,16 @@ def command(
     quiet: QuietOption = False,
 ) -> None:
     """Decode latents to video (the model recorded in the file unless --model is given)."""
-    if only is not None and only not in ONLY:
-        raise UsageError(f"--only must be one of {', '.join(ONLY)}")
+    options, video = api.DecodeOptions(only, force), api.VideoOutput(codec, crf, format)
     if str(output) == STDIO and json_out:
         raise UsageError("--json and -o - both want stdout; write the video to a file")
-    check_writable(output, (source,))
     err = err_console()
-    session = ModelSession(model, device, precision, batch_size, warn=warner(err), compile=compile)
+    session = api.ModelSession(model, device, precision, batch_size, warn=warner(err), compile=compile)
     with task_progress(err, source.name, quiet) as task:
-        result = decode_vtw(source, output, session, only=only, output=VideoOutput(codec, crf, format), force=force,
-                            progress=task.advance, on_start=task.start)  # fmt: skip
+        result = api.decode(source, output, model=session, options=options, video=video, progress=task.advance,
+                            on_start=task.start)  # fmt: skip
     if json_out:
-        print_json(result)
+        print_json(result.to_json())
     elif not quiet:
-        err.print(f"{result['input']} -> {result['output']}: {result['frames']} frames "
-                  f"{result['width']}x{result['height']}, {result['frames'] / result['seconds']:.1f} frames/s",
-                  markup=False, soft_wrap=True)  # fmt: skip
+        err.print(f"{result.input} -> {result.output}: {result.frames} frames {result.width}x{result.height}, "
+                  f"{result.frames_per_second:.1f} frames/s", markup=False, soft_wrap=True)

@@ -8,22 +8,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
+from vidtwin_cli import api
+from vidtwin_cli.bench.metrics import VideoQuality, compare
 from vidtwin_cli.console import err_console, print_json, task_progress, warner
-from vidtwin_cli.bench.metrics import VideoQuality
-from vidtwin_cli.codec.pipeline import decode_vtw, encode_video
-from vidtwin_cli.codec.model_session import ModelSession
-from vidtwin_cli.video.io import VideoReader
 from vidtwin_cli.codec.weights import SAMPLE_CLIP
 from vidtwin_cli.commands.options import DeviceOption, JsonOption, ModelOption, PrecisionOption, QuietOption
-
-
-def compare(source: Path, decoded: Path, clip_frames: int) -> dict:
-    """PSNR/SSIM of a decoded video against its source, frame by frame (streaming)."""
-    quality = VideoQuality(clip_frames)
-    with VideoReader(source) as a, VideoReader(decoded) as b:
-        for ref, test in zip(a, b, strict=True):
-            quality.add(ref, test)
-    return quality.result()
+from vidtwin_cli.video.io import VideoReader
 
 
 def command(
@@ -36,30 +26,31 @@ def command(
 ) -> None:
     """Encode and decode the bundled sample clip; print the PSNR and the compression achieved."""
     err = err_console()
-    session = ModelSession(model, device, precision, batch_size=8, warn=warner(err))
+    session = api.ModelSession(model, device, precision, batch_size=8, warn=warner(err))
     vtw, decoded = out_dir / "sample.vtw", out_dir / "sample.decoded.mp4"
     with task_progress(err, "encode", quiet) as task:
-        enc = encode_video(SAMPLE_CLIP, vtw, session, progress=task.advance, on_start=task.start)
+        enc = api.encode(SAMPLE_CLIP, vtw, model=session, progress=task.advance, on_start=task.start)
     with task_progress(err, "decode", quiet) as task:
-        dec = decode_vtw(vtw, decoded, session, progress=task.advance, on_start=task.start)
+        dec = api.decode(vtw, decoded, model=session, progress=task.advance, on_start=task.start)
     loaded, _ = session.load()
-    quality = compare(SAMPLE_CLIP, decoded, loaded.config.frames)
+    with VideoReader(decoded) as frames:  # the video as written, encoder loss included
+        quality = compare(SAMPLE_CLIP, frames, VideoQuality(loaded.config.frames))
     result = {
         "model": loaded.spec,
         "source": str(SAMPLE_CLIP),
         "source_bytes": SAMPLE_CLIP.stat().st_size,
         "vtw": str(vtw),
-        "vtw_bytes": enc["bytes"],
+        "vtw_bytes": enc.bytes,
         "decoded": str(decoded),
-        "frames": enc["frames"],
-        "size": [enc["width"], enc["height"]],
-        "compression_rate": enc["compression_rate"],
-        "compression_vs_raw": enc["compression_vs_raw"],
-        "bitrate_kbps": enc["bitrate_kbps"],
+        "frames": enc.frames,
+        "size": [enc.width, enc.height],
+        "compression_rate": enc.compression_rate,
+        "compression_vs_raw": enc.compression_vs_raw,
+        "bitrate_kbps": enc.bitrate_kbps,
         "psnr_db": quality["psnr"]["pooled"],
         "ssim": quality["ssim"]["mean"],
-        "encode_seconds": enc["seconds"],
-        "decode_seconds": dec["seconds"],
+        "encode_seconds": enc.seconds,
+        "decode_seconds": dec.seconds,
     }
     if json_out:
         print_json(result)
@@ -67,7 +58,7 @@ def command(
     table = Table(title="vidtwin demo", show_header=False, box=None)
     for key, value in (
         ("model", result["model"]),
-        ("clip", f"{SAMPLE_CLIP.name}: {result['frames']} frames {enc['width']}x{enc['height']}"),
+        ("clip", f"{SAMPLE_CLIP.name}: {result['frames']} frames {enc.width}x{enc.height}"),
         (".vtw", f"{vtw} ({result['vtw_bytes']:,} bytes, {result['bitrate_kbps']:.0f} kbit/s)"),
         ("compression", f"{100 * result['compression_rate']:.2f}% of the input values (paper's rate); "
                         f"{result['compression_vs_raw']:.0f}x smaller than raw RGB"),

@@ -7,15 +7,12 @@ from typing import Annotated
 
 import typer
 
-from vidtwin_cli.atomic import STDIO, check_writable
+from vidtwin_cli import api
+from vidtwin_cli.atomic import STDIO
 from vidtwin_cli.console import TaskProgress, err_console, print_json, progress_bar, warner
-from vidtwin_cli.vtw.coded import EntropyCoding
-from vidtwin_cli.vtw.entropy import DEFAULT_KEYINT, DEFAULT_QUALITY
-from vidtwin_cli.vtw.header import LATENT_DTYPES
 from vidtwin_cli.errors import RuntimeFailure, UsageError, VidtwinError
-from vidtwin_cli.codec.pipeline import encode_video
-from vidtwin_cli.codec.model_session import ModelSession
-from vidtwin_cli.video.info import FIT_MODES
+from vidtwin_cli.vtw.entropy import DEFAULT_KEYINT, DEFAULT_QUALITY
+from vidtwin_cli.vtw.header import ENTROPY
 from vidtwin_cli.commands.options import (
     BatchOption, CompileOption, DeviceOption, FormatOption, JsonOption, ModelOption, PrecisionOption, QuietOption,
 )  # fmt: skip
@@ -42,10 +39,10 @@ def command(
     batch_size: BatchOption = 8,
     compile: CompileOption = False,
     fit: Annotated[str, typer.Option("--fit", help="tile (exact size), resize, or crop (official centre crop).")] = "tile",
-    quality: Annotated[int, typer.Option("--quality", "-q", help="Entropy coding quality 1..12 (higher: finer steps, larger files).")] = DEFAULT_QUALITY,
-    step: Annotated[float | None, typer.Option("--step", help="Quantisation step in latent units (overrides --quality).")] = None,
-    keyint: Annotated[int, typer.Option("--keyint", help="A key clip every N clips; the others are coded from the clip before.")] = DEFAULT_KEYINT,
-    dtype: Annotated[str | None, typer.Option("--dtype", help="Store raw latents instead (fp16, bf16, fp32 or int8): a .vtw 1.x.")] = None,
+    quality: Annotated[int, typer.Option("--quality", help="Entropy coding quality 1..12: higher is finer and larger.")] = DEFAULT_QUALITY,
+    step: Annotated[float | None, typer.Option("--step", help="Quantisation step in latent units (instead of --quality).")] = None,
+    keyint: Annotated[int, typer.Option("--keyint", help="A key clip every N clips; the others code their change from the clip before.")] = DEFAULT_KEYINT,
+    dtype: Annotated[str, typer.Option("--dtype", help="entropy (.vtw 2.0), or raw latents: fp16, bf16, fp32, int8 (.vtw 1.x).")] = ENTROPY,
     no_audio: Annotated[bool, typer.Option("--no-audio", help="Leave the source's audio out.")] = False,
     sample: Annotated[bool, typer.Option("--sample", help="Store posterior samples instead of means.")] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed for --sample.")] = None,
@@ -54,13 +51,7 @@ def command(
     quiet: QuietOption = False,
 ) -> None:
     """Encode videos to compact structure/dynamics latents (.vtw)."""
-    if fit not in FIT_MODES:
-        raise UsageError(f"--fit must be one of {', '.join(FIT_MODES)}")
-    if dtype is not None and dtype not in LATENT_DTYPES:
-        raise UsageError(f"--dtype must be one of {', '.join(LATENT_DTYPES)}")
-    storage = dtype or EntropyCoding(quality, step, keyint)
-    if seed is not None and not sample:
-        raise UsageError("--seed only applies with --sample")
+    options = api.EncodeOptions(fit, dtype, sample, seed, quality, step, keyint, audio=not no_audio)
     if len(inputs) > 1 and output is not None:
         raise UsageError("-o takes a single input; use --out-dir for several")
     if out_dir is not None and not out_dir.is_dir():
@@ -68,15 +59,13 @@ def command(
     if sum(str(p) == STDIO for p in inputs) > (1 if len(inputs) == 1 else 0):
         raise UsageError("'-' (stdin) can only be the single input")
     jobs = [(src, output_for(src, output, out_dir)) for src in inputs]
-    for src, dst in jobs:
-        if str(dst) == STDIO and json_out:
-            raise UsageError("--json and -o - both want stdout; write the .vtw to a file")
-        check_writable(dst, (src,))
+    if json_out and any(str(dst) == STDIO for _, dst in jobs):
+        raise UsageError("--json and -o - both want stdout; write the .vtw to a file")
     if len({str(dst) for _, dst in jobs}) < len(jobs):
         raise UsageError("two inputs would write the same output; use distinct names or separate runs")
 
     err = err_console()
-    session = ModelSession(model, device, precision, batch_size, warn=warner(err), compile=compile)
+    session = api.ModelSession(model, device, precision, batch_size, warn=warner(err), compile=compile)
     results, failures = [], []
     with progress_bar(err, quiet) as bars:
         overall = TaskProgress(bars, "files") if len(jobs) > 1 else None
@@ -85,8 +74,8 @@ def command(
         for src, dst in jobs:
             task = TaskProgress(bars, src.name if str(src) != STDIO else "stdin")
             try:
-                results.append(encode_video(src, dst, session, fit=fit, dtype=storage, sample=sample, seed=seed,
-                                            format=format, audio=not no_audio, progress=task.advance, on_start=task.start))  # fmt: skip
+                results.append(api.encode(src, dst, model=session, options=options, format=format,
+                                          progress=task.advance, on_start=task.start))  # fmt: skip
             except VidtwinError as e:
                 if len(jobs) == 1:
                     raise
@@ -97,12 +86,13 @@ def command(
             if overall:
                 overall.advance(1)
     if json_out:
-        print_json(results[0] if len(jobs) == 1 else {"results": results, "failed": failures})
+        records = [r.to_json() for r in results]
+        print_json(records[0] if len(jobs) == 1 else {"results": records, "failed": failures})
     elif not quiet:
         for r in results:
-            err.print(f"{r['input']} -> {r['output']}: {r['frames']} frames, {r['bytes']:,} bytes "
-                      f"({r['bits_per_value']:.2f} bits/value, {r['compression_vs_raw']:.0f}x vs raw RGB), "
-                      f"{r['frames'] / r['seconds']:.1f} frames/s",
+            err.print(f"{r.input} -> {r.output}: {r.frames} frames, {r.bytes:,} bytes "
+                      f"({r.bits_per_value:.2f} bits/value, {r.compression_vs_raw:.0f}x vs raw RGB), "
+                      f"{r.frames_per_second:.1f} frames/s",
                       markup=False, soft_wrap=True)  # fmt: skip
     if failures:
         raise RuntimeFailure(f"{len(failures)} of {len(jobs)} inputs failed")

@@ -12,13 +12,12 @@ from vidtwin_cli.console import err_console, print_json, progress_bar
 from vidtwin_cli.generation.weights import resolve_dit
 from vidtwin_cli.errors import ModelError, UsageError
 from vidtwin_cli.generation.sample import OUTPUT_FORMATS, SamplerSettings, check_autoencoder, output_paths, sample_latents, write_samples
-from vidtwin_cli.codec.pipeline import VideoOutput
+from vidtwin_cli.codec.options import VideoOutput
 from vidtwin_cli.codec.model_session import ModelSession
 from vidtwin_cli.commands.options import CodecOption, CrfOption, DeviceOption, JsonOption, QuietOption
 
 
 def command(
-    dit: Annotated[str, typer.Option("--dit", help="DiT file written by 'vidtwin train dit'.")],
     class_name: Annotated[str, typer.Option("--class", "-c", help="Class name or id to generate.")],
     output: Annotated[str, typer.Option("--output", "-o", help="OUT.vtw, OUT.mp4 (one sample), '-' (.vtw on stdout) or a folder.")],
     num: Annotated[int, typer.Option("--num", "-n", help="Number of samples.")] = 1,
@@ -27,6 +26,7 @@ def command(
     cfg: Annotated[float, typer.Option("--cfg", help="Classifier-free guidance scale (1 = none).")] = 5.0,
     eta: Annotated[float, typer.Option("--eta", help="DDIM noise: 0 deterministic, 1 DDPM-like.")] = 0.0,
     fmt: Annotated[str, typer.Option("--format", help=f"File type written into a folder: {', '.join(OUTPUT_FORMATS)}.")] = "mp4",
+    dit: Annotated[str, typer.Option("--dit", help="DiT file from 'vidtwin train dit' (default: the bundled synth-motion DiT).")] = "default",
     ae: Annotated[str | None, typer.Option("--ae", help="Autoencoder for decoding (default: the one the DiT records).")] = None,
     device: DeviceOption = "auto",
     codec: CodecOption = "libx264",

@@ -3,22 +3,16 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
-from typing import Annotated
-
 import typer
 from rich.table import Table
 
+from vidtwin_cli import api
+from vidtwin_cli.commands.options import JsonOption, VtwArgument
 from vidtwin_cli.console import err_console, print_json
-from vidtwin_cli.vtw.container import inspect_vtw
-
-VtwArgument = Annotated[Path, typer.Argument(metavar="FILE.vtw", help="A .vtw file, or - for stdin.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON object on stdout.")]
-
 
 def command(file: VtwArgument, json_out: JsonOption = False) -> None:
     """Show a .vtw file's metadata, tensor sizes, bitrate equivalent and compression."""
-    info = inspect_vtw(file)
+    info = api.inspect(file).to_json()
     if json_out:
         print_json(info)
         return

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Annotated
 
 import typer
@@ -22,3 +23,7 @@ CrfOption = Annotated[int | None, typer.Option("--crf", help="Output quality for
 FormatOption = Annotated[
     str | None, typer.Option("--format", "-f", help="Container format for piped video (nut, matroska, mp4).")
 ]
+OnlyOption = Annotated[
+    str | None, typer.Option("--only", help="Decode one latent alone: structure or dynamics.")
+]
+VtwArgument = Annotated[Path, typer.Argument(metavar="FILE.vtw", help="A .vtw file, or - for stdin.")]

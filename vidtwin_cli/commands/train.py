@@ -16,7 +16,6 @@ import typer
 
 from vidtwin_cli.console import err_console, print_json, progress_bar
 from vidtwin_cli.training.config import parse_set
-from vidtwin_cli.training.loop import TrainingInterrupted
 from vidtwin_cli.training.ae_run import TrainRequest, train_autoencoder
 from vidtwin_cli.commands import train_dit
 
@@ -99,11 +98,7 @@ def ae(
             if not quiet:
                 bar.console.print(message, markup=False, highlight=False)
 
-        try:
-            summary = train_autoencoder(request, progress, report)
-        except TrainingInterrupted as e:
-            err.print(f"stopped at step {e.step}; saved {e.checkpoint}; continue with --resume", markup=False, soft_wrap=True)
-            raise
+        summary = train_autoencoder(request, progress, report)
     if summary is None:  # not rank 0 of a torchrun job
         return
     if json_out:

@@ -10,7 +10,6 @@ import typer
 from vidtwin_cli.console import err_console, print_json, progress_bar, warner
 from vidtwin_cli.training.config import parse_set
 from vidtwin_cli.training.dit_run import DitRequest, train_dit
-from vidtwin_cli.training.loop import TrainingInterrupted
 from vidtwin_cli.commands.options import JsonOption, QuietOption
 
 
@@ -55,11 +54,7 @@ def command(
                 bar.console.print(message, markup=False, highlight=False)
 
         warn = warner(bar.console)
-        try:
-            summary = train_dit(request, progress, report, warn)
-        except TrainingInterrupted as e:
-            err.print(f"stopped at step {e.step}; saved {e.checkpoint}; continue with --resume", markup=False)
-            raise
+        summary = train_dit(request, progress, report, warn)
     if summary is None:  # not rank 0 of a torchrun job
         return
     if json_out:

@@ -2,23 +2,18 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Annotated
-
 import typer
 
+from vidtwin_cli import api
+from vidtwin_cli.commands.options import JsonOption, VtwArgument
 from vidtwin_cli.console import err_console, print_json
-from vidtwin_cli.vtw.container import verify_vtw
-
-VtwArgument = Annotated[Path, typer.Argument(metavar="FILE.vtw", help="A .vtw file, or - for stdin.")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON object on stdout.")]
 
 
 def command(file: VtwArgument, json_out: JsonOption = False) -> None:
     """Check a .vtw file: exit 0 when valid, 1 (with the reason) when not, 2 when it cannot be read."""
-    report = verify_vtw(file)
+    report = api.verify(file)
     if json_out:
-        print_json(report.to_dict())
+        print_json(report.to_json())
     err = err_console()
     if not report.valid:
         err.print(f"error: {report.error}", markup=False, soft_wrap=True)

@@ -21,9 +21,10 @@ from models.diffusion import GaussianDiffusion
 
 from vidtwin_cli.atomic import STDIO
 from vidtwin_cli.vtw.container import ModelRef, VtwFile, VtwHeader, write_vtw
-from vidtwin_cli.generation.weights import LoadedDiT
+from vidtwin_cli.generation.weights import DEFAULT_DIT_SCRIPT, LoadedDiT
 from vidtwin_cli.errors import ModelError, RuntimeFailure, UsageError
-from vidtwin_cli.codec.pipeline import VideoOutput, decode_vtw
+from vidtwin_cli.codec.options import VideoOutput
+from vidtwin_cli.codec.pipeline import decode_vtw
 from vidtwin_cli.codec.model_session import ModelSession
 from vidtwin_cli.training.data import VIDEO_SUFFIXES
 from vidtwin_cli.video.info import Geometry, VideoInfo
@@ -57,6 +58,10 @@ def check_autoencoder(dit: LoadedDiT, ae: LoadedModel) -> None:
     """Refuse an autoencoder other than the one the DiT was trained on (weights sha256)."""
     if dit.autoencoder is None:
         raise ModelError(f"DiT {dit.spec!r} is an untrained preset; train one with 'vidtwin train dit'")
+    if ae.sha256 != dit.autoencoder.weights_sha256 and dit.source == "bundled" and ae.source == "bundled":
+        raise ModelError(f"the default DiT was trained for another version of the bundled autoencoder "
+                         f"(weights sha256 {dit.autoencoder.weights_sha256[:16]}…, bundled now {ae.sha256[:16]}…); "
+                         f"remake it with {DEFAULT_DIT_SCRIPT}, or pass --dit FILE")
     if ae.sha256 != dit.autoencoder.weights_sha256:
         raise ModelError(f"DiT {dit.spec} was trained for autoencoder {dit.autoencoder.spec} "
                          f"(weights sha256 {dit.autoencoder.weights_sha256[:16]}…), but {ae.spec} has "
@@ -151,7 +156,7 @@ def write_samples(
     paths: list[Path | str],
     kind: str,
     session: ModelSession | None = None,
-    output: VideoOutput = VideoOutput(),
+    output: VideoOutput | None = None,
     progress: Callable[[int], None] | None = None,
 ) -> list[str]:
     """Write sample k to paths[k]: a `.vtw`, or (kind "video") decoded by the session's autoencoder.

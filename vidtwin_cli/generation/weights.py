@@ -2,8 +2,9 @@
 
 A DiT file is a safetensors file (format `vidtwin-dit`): the state dict (normalisation
 statistics included) plus string metadata: the `DiTConfig`, the class names, the AE's spec,
-config and weights sha256, and the frame rate of the training videos. `--dit` accepts such a
-file or a preset name (random init, seeded: good for `info` and smoke tests only).
+config and weights sha256, and the frame rate of the training videos. `--dit` accepts `default`
+(the DiT shipped in the package, trained for the bundled autoencoder by scripts/train_default_dit.sh),
+such a file, or a preset name (random init, seeded: good for `info` and smoke tests only).
 """
 
 from __future__ import annotations
@@ -14,27 +15,21 @@ from fractions import Fraction
 from pathlib import Path
 
 import torch
-from safetensors import SafetensorError
-from safetensors.torch import load_file, safe_open, save_file
 
 from models import VidTwinConfig
+from models.checkpoint import load_strict
 from models.dit import DIT_PRESETS, DiTConfig, LatentDiT
 
-from vidtwin_cli.atomic import atomic_path
-from vidtwin_cli.errors import InputError, ModelError, UsageError
-from vidtwin_cli.codec.weights import PRESET_SEED, tensors_sha256
+from vidtwin_cli.errors import ModelError, UsageError
+from vidtwin_cli.codec.weights import PRESET_SEED, WEIGHT_DTYPES, tensors_sha256
+from vidtwin_cli.tagged_file import read_tagged, write_tagged
+from vidtwin_cli.vtw.header import ModelRef
 
 DIT_FORMAT = "vidtwin-dit"
 DEFAULT_FPS = Fraction(8)  # frame rate of generated video when the DiT file records none
-
-
-@dataclass(frozen=True)
-class AutoencoderRef:
-    """The autoencoder whose latents a DiT models."""
-
-    spec: str  # as given to `train dit --ae`
-    weights_sha256: str
-    config: VidTwinConfig
+DEFAULT_DIT = "default"  # the DiT shipped in the package (synth-motion classes, for the bundled autoencoder)
+BUNDLED_DIT = Path(__file__).parents[1] / "data" / "dit-synth-motion.safetensors"
+DEFAULT_DIT_SCRIPT = "scripts/train_default_dit.sh"  # how BUNDLED_DIT is made (docs/generation.md)
 
 
 @dataclass
@@ -43,9 +38,9 @@ class LoadedDiT:
 
     model: LatentDiT
     spec: str
-    source: str  # "preset" or "file"
+    source: str  # "preset", "bundled" or "file"
     classes: tuple[str, ...]  # class id -> name
-    autoencoder: AutoencoderRef | None  # None for a preset
+    autoencoder: ModelRef | None  # the autoencoder whose latents it models (`train dit --ae`); None for a preset
     fps: Fraction = DEFAULT_FPS
     path: Path | None = None
     metadata: dict[str, str] | None = None
@@ -77,14 +72,10 @@ def build_dit(config: DiTConfig, state_dict: dict[str, torch.Tensor] | None = No
         torch.manual_seed(PRESET_SEED)
         model = LatentDiT(config)
     if state_dict is not None:
-        own = model.state_dict()
-        missing, unexpected = sorted(set(own) - set(state_dict)), sorted(set(state_dict) - set(own))
-        if missing or unexpected:
-            raise ModelError(f"DiT weights do not fit the config: missing {missing[:5]}, unexpected {unexpected[:5]}")
-        wrong = [k for k, v in state_dict.items() if tuple(v.shape) != tuple(own[k].shape)]
-        if wrong:
-            raise ModelError(f"DiT weights have the wrong shape for {', '.join(wrong[:5])}")
-        model.load_state_dict({k: v.to(torch.float32) for k, v in state_dict.items()}, strict=True)
+        try:
+            load_strict(model, {k: v.to(torch.float32) for k, v in state_dict.items()})
+        except ValueError as e:
+            raise ModelError(f"DiT {e}") from e
     return model.eval()
 
 
@@ -92,18 +83,20 @@ def save_dit(
     path: Path,
     model: LatentDiT,
     classes: tuple[str, ...],
-    autoencoder: AutoencoderRef,
+    autoencoder: ModelRef,
     fps: Fraction = DEFAULT_FPS,
     metadata: dict[str, str] | None = None,
+    dtype: str = "fp32",
 ) -> str:
-    """Write a DiT file atomically; returns its weights sha256."""
+    """Write a DiT file atomically, tensors stored as `dtype`; returns its weights sha256."""
     if len(classes) != model.config.num_classes:
         raise ValueError(f"{len(classes)} class names for a DiT of {model.config.num_classes} classes")
-    tensors = {k: v.detach().to("cpu", torch.float32).contiguous() for k, v in model.state_dict().items()}
-    sha = tensors_sha256(tensors)
+    if dtype not in WEIGHT_DTYPES:
+        raise ValueError(f"dtype must be one of {', '.join(WEIGHT_DTYPES)}, got {dtype!r}")
+    tensors = {k: v.detach().to("cpu", WEIGHT_DTYPES[dtype]).contiguous() for k, v in model.state_dict().items()}
+    sha = tensors_sha256(tensors)  # of the stored values, which is what a reader gets back
     meta = {
         **(metadata or {}),
-        "format": DIT_FORMAT,
         "config": json.dumps(model.config.to_dict(), sort_keys=True),
         "classes": json.dumps(list(classes)),
         "autoencoder": json.dumps({"spec": autoencoder.spec, "weights_sha256": autoencoder.weights_sha256,
@@ -111,35 +104,26 @@ def save_dit(
         "fps": json.dumps([fps.numerator, fps.denominator]),
         "weights_sha256": sha,
     }
-    with atomic_path(Path(path)) as tmp:
-        save_file(tensors, str(tmp), metadata=meta)
+    write_tagged(path, tensors, DIT_FORMAT, meta)
     return sha
 
 
-def _read(path: Path) -> tuple[dict[str, torch.Tensor], dict[str, str]]:
-    if not path.is_file():
-        raise InputError(f"{path}: no such DiT file")
-    try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
-        tensors = load_file(str(path))
-    except (SafetensorError, OSError, ValueError) as e:
-        raise InputError(f"{path}: not a readable safetensors file ({e})") from e
-    if meta.get("format") != DIT_FORMAT:
-        raise ModelError(f"{path}: not a vidtwin DiT file (metadata format={meta.get('format')!r}); "
-                         "train one with 'vidtwin train dit'")
-    return tensors, meta
+def store_dit(src: Path | str, dst: Path | str, dtype: str) -> str:
+    """Copy a DiT file with its tensors stored as `dtype` (fp16 halves it); returns the new weights sha256."""
+    loaded = load_dit_file(Path(src))
+    assert loaded.autoencoder is not None  # a file always records its autoencoder
+    return save_dit(Path(dst), loaded.model, loaded.classes, loaded.autoencoder, loaded.fps, loaded.metadata, dtype)
 
 
-def load_dit_file(path: Path, spec: str | None = None) -> LoadedDiT:
+def load_dit_file(path: Path, spec: str | None = None, source: str = "file") -> LoadedDiT:
     """Read and check a DiT file."""
     path = Path(path)
-    tensors, meta = _read(path)
+    tensors, meta = read_tagged(path, DIT_FORMAT, "DiT", "train one with 'vidtwin train dit'")
     try:
         config = DiTConfig.from_dict(json.loads(meta["config"]))
         classes = tuple(str(c) for c in json.loads(meta["classes"]))
         ae = json.loads(meta["autoencoder"])
-        autoencoder = AutoencoderRef(str(ae["spec"]), str(ae["weights_sha256"]), VidTwinConfig.from_dict(ae["config"]))
+        autoencoder = ModelRef(str(ae["spec"]), str(ae["weights_sha256"]), VidTwinConfig.from_dict(ae["config"]))
         num, den = json.loads(meta.get("fps", "[8, 1]"))
         fps = Fraction(int(num), int(den))
     except (KeyError, ValueError, TypeError, ZeroDivisionError) as e:
@@ -148,14 +132,20 @@ def load_dit_file(path: Path, spec: str | None = None) -> LoadedDiT:
         raise ModelError(f"{path}: {len(classes)} class names for {config.num_classes} classes")
     if (autoencoder.config.structure_shape, autoencoder.config.dynamics_shape) != (config.structure_shape, config.dynamics_shape):
         raise ModelError(f"{path}: the DiT's latent shapes do not match its recorded autoencoder config")
-    loaded = LoadedDiT(build_dit(config, tensors), spec or str(path), "file", classes, autoencoder, fps, path, meta)
+    loaded = LoadedDiT(build_dit(config, tensors), spec or str(path), source, classes, autoencoder, fps, path, meta)
     if meta.get("weights_sha256") not in (None, loaded.sha256):
         raise ModelError(f"{path}: weights do not match their recorded sha256 (corrupt or edited file)")
     return loaded
 
 
-def resolve_dit(spec: str) -> LoadedDiT:
-    """A DiT preset name (random init, classes class0..) or a DiT file path."""
+def resolve_dit(spec: str | None = None) -> LoadedDiT:
+    """The default DiT (None or "default"), a DiT preset name (random init, classes class0..) or a DiT file path."""
+    spec = spec or DEFAULT_DIT
+    if spec == DEFAULT_DIT:
+        if not BUNDLED_DIT.is_file():
+            raise ModelError(f"this install has no default DiT ({BUNDLED_DIT.name}; {DEFAULT_DIT_SCRIPT} makes it); "
+                             "pass --dit FILE from 'vidtwin train dit'")
+        return load_dit_file(BUNDLED_DIT, spec, "bundled")
     if spec in DIT_PRESETS:
         config = DIT_PRESETS[spec]
         classes = tuple(f"class{i}" for i in range(config.num_classes))
@@ -163,4 +153,4 @@ def resolve_dit(spec: str) -> LoadedDiT:
     path = Path(spec)
     if path.exists() or spec.endswith(".safetensors"):
         return load_dit_file(path, spec)
-    raise ModelError(f"unknown DiT {spec!r}: use a preset ({', '.join(DIT_PRESETS)}) or a DiT .safetensors file")
+    raise ModelError(f"unknown DiT {spec!r}: use {DEFAULT_DIT}, a preset ({', '.join(DIT_PRESETS)}) or a DiT .safetensors file")

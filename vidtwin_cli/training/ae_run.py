@@ -81,7 +81,7 @@ def train_autoencoder(
     req: TrainRequest, progress: StepProgress | None = None, report: Report | None = None
 ) -> dict[str, Any] | None:
     """Run (or resume) autoencoder training; returns the summary on rank 0 (None on other ranks).
-    Raises KeyboardInterrupt after saving when stopped by Ctrl-C / SIGTERM."""
+    Raises TrainingInterrupted after saving when stopped by Ctrl-C, SIGTERM or SIGHUP."""
     dist = init_distributed(req.device)
     try:
         summary = _train(req, dist, progress if dist.is_main else None, report if dist.is_main else None)

@@ -16,10 +16,11 @@ from typing import Any
 
 import torch
 
-from vidtwin_cli.generation.weights import AutoencoderRef, load_dit_file
+from vidtwin_cli.vtw.header import ModelRef
+from vidtwin_cli.generation.weights import load_dit_file
 from vidtwin_cli.errors import InputError, ModelError, UsageError
 from vidtwin_cli.codec.model_session import ModelSession
-from vidtwin_cli.video.info import FIT_MODES
+from vidtwin_cli.video.info import check_fit
 from vidtwin_cli.training.checkpointing import RunDir
 from vidtwin_cli.training.distributed import DistContext, init_distributed, shutdown_distributed
 from vidtwin_cli.training.dit_step import DitTask, DitTrainConfig, fresh_dit, latent_batches, training_metadata
@@ -74,8 +75,7 @@ def _run_settings(req: DitRequest, run: RunDir, resume_step: int | None) -> dict
             raise UsageError("--resume continues with the run's own data and autoencoder; drop --data/--labels/--ae")
         saved["train"] = DitTrainConfig.from_dict({**saved["train"], **req.overrides}).to_dict()
         return saved
-    if req.fit not in FIT_MODES:
-        raise UsageError(f"--fit must be one of {', '.join(FIT_MODES)}, got {req.fit!r}")
+    check_fit(req.fit)
     if not req.ae:
         raise UsageError("--ae MODEL is required: the autoencoder whose latents the DiT learns")
     rows = labelled_videos(req.data, req.labels, req.labels_from_folders)
@@ -116,7 +116,7 @@ def _train(req: DitRequest, dist: DistContext, progress: StepProgress | None, re
     kept = [(f, c) for f, c in zip(files, class_ids) if f is not None]
     latents, labels, fps = load_cache([f for f, _ in kept], [c for _, c in kept])
     say(f"data: {len(labels)} clips from {len(kept)} videos")
-    autoencoder = AutoencoderRef(settings["autoencoder"], loaded.sha256, loaded.config)
+    autoencoder = ModelRef(settings["autoencoder"], loaded.sha256, loaded.config)
     model_config = config.model_config(autoencoder, len(classes))
 
     if resume_step is not None:

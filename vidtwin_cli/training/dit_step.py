@@ -23,7 +23,8 @@ from models import Latents
 from models.diffusion import GaussianDiffusion
 from models.dit import DIT_PRESETS, DiTConfig, LatentDiT
 
-from vidtwin_cli.generation.weights import AutoencoderRef, save_dit
+from vidtwin_cli.vtw.header import ModelRef
+from vidtwin_cli.generation.weights import save_dit
 from vidtwin_cli.errors import UsageError
 from vidtwin_cli.training.distributed import DistContext
 from vidtwin_cli.training.loop import step_seed, warmup_cosine
@@ -78,7 +79,7 @@ class DitTrainConfig:
             raise UsageError(f"DiT training field(s) of the wrong type: {', '.join(f'{k}={d[k]!r}' for k in wrong)}")
         return cls(**d)
 
-    def model_config(self, autoencoder: AutoencoderRef, num_classes: int) -> DiTConfig:
+    def model_config(self, autoencoder: ModelRef, num_classes: int) -> DiTConfig:
         """The preset sized for the AE's latents and the data's classes."""
         ae = autoencoder.config
         base = dataclasses.replace(DIT_PRESETS[self.preset], class_dropout=self.class_dropout)
@@ -118,7 +119,7 @@ class DitTask:
         config: DitTrainConfig,
         model: LatentDiT,
         classes: tuple[str, ...],
-        autoencoder: AutoencoderRef,
+        autoencoder: ModelRef,
         dist: DistContext,
         fps: Fraction,
         metadata: dict[str, str] | None = None,

@@ -21,6 +21,7 @@ from models import Latents
 from vidtwin_cli.vtw.container import open_vtw, read_vtw
 from vidtwin_cli.errors import ContainerError, InputError, UsageError
 from vidtwin_cli.generation.labels import labels_from_folders, read_labels
+from vidtwin_cli.codec.options import EncodeOptions
 from vidtwin_cli.codec.pipeline import encode_video
 from vidtwin_cli.codec.model_session import ModelSession
 
@@ -73,7 +74,7 @@ def encode_cache(
         try:
             dst = cache_dir / cache_name(video, loaded.sha256, fit)
             if not _reusable(dst, loaded.sha256):
-                encode_video(video, dst, session, fit=fit, dtype=CACHE_DTYPE)
+                encode_video(video, dst, session, EncodeOptions(fit, CACHE_DTYPE))
             files.append(dst)
         except (InputError, OSError) as e:
             warn(f"skipping {e}")

@@ -7,8 +7,8 @@ owns everything else, so `train ae` and `train dit` behave the same way:
   random number inside a step is drawn from generators re-seeded from (seed, rank, step)
   (`step_seed`), so a resumed run repeats an uninterrupted one exactly;
 * rank 0 writes metrics and checkpoints and reports progress; the others only compute;
-* SIGINT/SIGTERM ask for a stop: all ranks finish the current step, agree on stopping, rank 0
-  saves a checkpoint, and `KeyboardInterrupt` is raised (the CLI exits 130).
+* SIGINT/SIGTERM/SIGHUP ask for a stop: all ranks finish the current step, agree on stopping, rank 0
+  saves a checkpoint, and `TrainingInterrupted` is raised (the CLI exits 128 + the signal number).
 """
 
 from __future__ import annotations
@@ -26,14 +26,15 @@ from typing import Any, Protocol
 import numpy as np
 import torch
 
+from vidtwin_cli.interrupts import STOP_SIGNALS, Interrupted
 from vidtwin_cli.training.checkpointing import MetricsLog, RunDir
 from vidtwin_cli.training.distributed import DistContext
 
-class TrainingInterrupted(KeyboardInterrupt):
-    """Stopped by a signal after saving the checkpoint of `step` (still a KeyboardInterrupt: exit 130)."""
+class TrainingInterrupted(Interrupted):
+    """Stopped by signal `signum` after saving the checkpoint of `step` (the CLI exits 128 + signum)."""
 
-    def __init__(self, step: int, checkpoint: Path) -> None:
-        super().__init__(f"stopped at step {step}; checkpoint {checkpoint}")
+    def __init__(self, step: int, checkpoint: Path, signum: int = signal.SIGINT) -> None:
+        super().__init__(signum, f"stopped at step {step}; saved {checkpoint}; continue with --resume")
         self.step, self.checkpoint = step, checkpoint
 
 
@@ -85,18 +86,21 @@ def warmup_cosine(step: int, start: float, peak: float, floor: float, warmup: in
 
 
 class StopRequest:
-    """Turns SIGINT/SIGTERM into a flag read at step boundaries (main thread only).
+    """Turns SIGINT/SIGTERM/SIGHUP into a flag read at step boundaries (main thread only).
 
     Repeated signals while stopping are ignored: torchrun forwards the terminal's Ctrl-C to
     every rank a second time, and the checkpoint must still be written.
     """
 
-    SIGNALS = (signal.SIGINT, signal.SIGTERM)
+    SIGNALS = STOP_SIGNALS
 
     def __init__(self) -> None:
         self.requested = False
+        self.signum = int(signal.SIGINT)
 
     def _handler(self, signum, frame) -> None:
+        if not self.requested:
+            self.signum = signum
         self.requested = True
 
     @contextlib.contextmanager
@@ -163,7 +167,7 @@ def run_loop(
                 if dist.is_main and saved_at != step:
                     _save(task, run, step, settings)
                 dist.barrier()
-                raise TrainingInterrupted(step, run.model_path(step))
+                raise TrainingInterrupted(step, run.model_path(step), stop.signum)
             if (settings.checkpoint_every and step % settings.checkpoint_every == 0) or step == settings.steps:
                 if dist.is_main:
                     _save(task, run, step, settings)

@@ -6,12 +6,18 @@ from dataclasses import asdict, dataclass
 from fractions import Fraction
 from typing import Literal
 
-from vidtwin_cli.errors import InputError
+from vidtwin_cli.errors import InputError, UsageError
 
 MAX_SIDE = 16384  # larger frames are refused (no codec in use produces them)
 MAX_FRAMES = 10_000_000
 FIT_MODES = ("tile", "resize", "crop")
 FitMode = Literal["tile", "resize", "crop"]
+
+
+def check_fit(fit: str) -> None:
+    """The one check of a requested fit mode (`--fit`)."""
+    if fit not in FIT_MODES:
+        raise UsageError(f"--fit must be one of {', '.join(FIT_MODES)}")
 
 
 def _fraction(value: object, name: str) -> Fraction:

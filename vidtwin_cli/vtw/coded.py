@@ -26,7 +26,7 @@ import torch
 from models import Latents
 
 from vidtwin_cli import __version__
-from vidtwin_cli.atomic import STDIO, atomic_output, check_writable
+from vidtwin_cli.atomic import atomic_output
 from vidtwin_cli.errors import ContainerError, RuntimeFailure, UsageError
 from vidtwin_cli.video.info import Geometry, VideoInfo
 from vidtwin_cli.vtw import chunks
@@ -88,8 +88,6 @@ class CodedWriter:
     def __init__(self, dst: Path | str, model: ModelRef, geometry: Geometry, coding: EntropyCoding, *,
                  sampled: bool = False, seed: int | None = None, provenance: dict[str, Any] | None = None,
                  tool: str = "vidtwin", tool_version: str = __version__) -> None:
-        if str(dst) != STDIO:
-            check_writable(Path(dst))
         self.dst, self.model, self.geometry, self.coding = dst, model, geometry, coding
         self._fields = {"sampled": sampled, "seed": seed, "provenance": provenance or {}, "tool": tool,
                         "tool_version": tool_version}

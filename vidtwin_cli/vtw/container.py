@@ -50,16 +50,19 @@ from vidtwin_cli.vtw.header import (
     ModelRef,
     VtwHeader,
     check_identity,
+    check_latent_dtype,
     check_latents,
     check_tensor_table,
 )
 from vidtwin_cli.vtw import chunks
 from vidtwin_cli.vtw.coded import CodedReader, CodedStats, CodedWriter, EntropyCoding, open_coded
 from vidtwin_cli.errors import ContainerError, InputError, RuntimeFailure, UsageError
+from vidtwin_cli.video.audio import AudioTrack
 from vidtwin_cli.video.info import Geometry, VideoInfo
 
-__all__ = ["LATENT_DTYPES", "CodedReader", "CodedWriter", "EntropyCoding", "ModelRef", "VerifyReport", "VtwFile", "VtwHeader", "VtwReader", "VtwWriter",
-           "describe_vtw", "inspect_vtw", "open_vtw", "read_vtw", "verify_vtw", "vtw_writer", "write_vtw"]
+__all__ = ["LATENT_DTYPES", "CodedReader", "CodedWriter", "EntropyCoding", "Inspection", "ModelRef", "VerifyReport",
+           "VtwFile", "VtwHeader", "VtwReader", "VtwWriter", "describe_vtw", "inspect_vtw", "open_vtw", "read_vtw",
+           "verify_vtw", "vtw_writer", "write_vtw"]
 
 INT8_MAX = 127  # symmetric int8: q in [-127, 127]
 CHUNK_BYTES = 1 << 20  # copy and hash granularity
@@ -91,8 +94,28 @@ class VerifyReport:
     clips: int | None = None
     rows: int | None = None
 
-    def to_dict(self) -> dict:
+    def to_json(self) -> dict[str, Any]:
+        """The `vidtwin verify --json` object."""
         return dataclasses.asdict(self)
+
+
+@dataclass(frozen=True)
+class Inspection:
+    """What `inspect_vtw` found: the header, the file's size, format version and checksum."""
+
+    file: str
+    format_version: str
+    sha256: str
+    header: VtwHeader
+    file_bytes: int
+    stats: CodedStats | None = None  # part sizes of an entropy-coded (2.0) file
+    audio: list[AudioTrack] = dataclasses.field(default_factory=list)  # the source's audio tracks (2.0)
+
+    def to_json(self) -> dict[str, Any]:
+        """The `vidtwin inspect --json` object: these facts plus `describe_vtw`'s figures and the audio tracks."""
+        audio = [{"codec": t.codec, "sample_rate": t.sample_rate, "layout": t.layout} for t in self.audio]
+        return {"file": self.file, "format_version": self.format_version, "sha256": self.sha256,
+                **describe_vtw(self.header, self.file_bytes, self.stats), "audio": audio}
 
 
 # --------------------------------------------------------------------------- writing
@@ -107,16 +130,14 @@ class VtwWriter:
             nbytes = writer.finish(video)     # the frame count is known only at the end of a stream
 
     Rows are spooled to anonymous temporary files; leaving the block without `finish` (an error,
-    Ctrl-C) writes nothing. `dst` "-" is stdout.
+    Ctrl-C) writes nothing. `dst` "-" is stdout; whoever creates the writer has checked that `dst`
+    is writable (`atomic.check_writable`), before any work.
     """
 
     def __init__(self, dst: Path | str, model: ModelRef, geometry: Geometry, dtype: LatentDtype = "fp16", *,
                  sampled: bool = False, seed: int | None = None, provenance: dict[str, Any] | None = None,
                  tool: str = "vidtwin", tool_version: str = __version__) -> None:
-        if dtype not in LATENT_DTYPES:
-            raise UsageError(f"unknown latent dtype {dtype!r} (use {', '.join(LATENT_DTYPES)})")
-        if str(dst) != STDIO:
-            check_writable(Path(dst))
+        check_latent_dtype(dtype)
         self.dst, self.model, self.geometry, self.dtype = dst, model, geometry, dtype
         self._fields = {"sampled": sampled, "seed": seed, "provenance": provenance or {}, "tool": tool,
                         "tool_version": tool_version}
@@ -199,6 +220,7 @@ def write_vtw(dst: Path | str, vtw: VtwFile) -> int:
     """Write a whole `VtwFile` atomically to `dst` ("-" = stdout); returns the bytes written.
 
     Entropy-coded files are written again with their step and key interval."""
+    check_writable(Path(dst))
     h = vtw.header
     storage = EntropyCoding(step=h.step, keyint=h.keyint) if h.dtype == ENTROPY else h.dtype
     with vtw_writer(dst, h.model, h.geometry, storage, sampled=h.sampled, seed=h.seed, provenance=h.provenance,
@@ -394,13 +416,12 @@ def verify_vtw(src: Path | str) -> VerifyReport:
         return VerifyReport(reader.name, True, None, reader.version, reader.sha256, reader.file_bytes, h.clips, h.rows)
 
 
-def inspect_vtw(src: Path | str) -> dict[str, Any]:
-    """`describe_vtw` of a file, plus its name, format version, checksum and (2.0) part sizes."""
+def inspect_vtw(src: Path | str) -> Inspection:
+    """What a `.vtw` holds (after every check `open_vtw` makes); `to_json()` adds the figures."""
     with open_vtw(src) as reader:
         coded = isinstance(reader, CodedReader)
-        audio = [{"codec": t.codec, "sample_rate": t.sample_rate, "layout": t.layout} for t in reader.audio] if coded else []
-        return {"file": reader.name, "format_version": reader.version, "sha256": reader.sha256,
-                **describe_vtw(reader.header, reader.file_bytes, reader.stats if coded else None), "audio": audio}
+        return Inspection(reader.name, reader.version, reader.sha256, reader.header, reader.file_bytes,
+                          reader.stats if coded else None, reader.audio if coded else [])
 
 
 def describe_vtw(header: VtwHeader, file_bytes: int, stats: CodedStats | None = None) -> dict[str, Any]:

@@ -21,6 +21,8 @@ import constriction
 
 from models import Latents
 
+from vidtwin_cli.interrupts import Interrupted
+
 STREAMS = ("structure", "dynamics_x", "dynamics_y")  # the latent tensors, in coding order
 KINDS = ("key", "delta")
 QUALITIES = range(1, 13)  # --quality: the step halves every 2 levels
@@ -198,7 +200,7 @@ class Models:
             try:
                 index = decoder.decode(self._models[key, kind], n)
             except BaseException as e:  # constriction raises a Rust panic (a BaseException) on hostile data
-                if isinstance(e, KeyboardInterrupt | SystemExit):
+                if isinstance(e, KeyboardInterrupt | SystemExit | Interrupted):  # a stop request, not bad data
                     raise
                 raise ValueError(f"undecodable {key} symbols ({e})") from None
             out[key] = (np.asarray(index, dtype=np.int32) + t.lo).reshape(shapes[key])

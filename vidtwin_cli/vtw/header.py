@@ -17,7 +17,7 @@ from models import Latents, VidTwinConfig
 
 from vidtwin_cli import __version__
 from vidtwin_cli.vtw.bytes import Entries, Layout, short, strict_json
-from vidtwin_cli.errors import ContainerError
+from vidtwin_cli.errors import ContainerError, UsageError
 from vidtwin_cli.video.info import Geometry, VideoInfo
 
 MAGIC = "vidtwin.vtw"
@@ -32,6 +32,12 @@ MAX_STEP = float(1 << 20)  # symbol · step must stay finite in float32 for ever
 CHANNEL_AXIS = {"structure": -1, "dynamics_x": 1, "dynamics_y": 1}  # the latent tensors; d_S is last, d_D is dim 1
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 VERSION_TEXT = re.compile(r"^(\d{1,6})\.(\d{1,6})$")
+
+
+def check_latent_dtype(dtype: str) -> None:
+    """The one check of a requested latent storage dtype (`--dtype`: entropy, or a raw dtype)."""
+    if dtype not in LATENT_DTYPES and dtype != ENTROPY:
+        raise UsageError(f"--dtype must be one of {', '.join([ENTROPY, *LATENT_DTYPES])}")
 
 
 @dataclass(frozen=True)

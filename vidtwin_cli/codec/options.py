@@ -1,0 +1,92 @@
+"""What a codec job is asked to do: frozen option sets, each validated once on construction.
+
+The CLI builds these from its flags, `vidtwin batch` ships them to its workers, the Python API takes
+them as arguments: a bad value fails here, with the flag's name, before any file is read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Literal
+
+from vidtwin_cli.errors import UsageError
+from vidtwin_cli.video.info import FitMode, VideoInfo, check_fit
+from vidtwin_cli.video.io import DEFAULT_CODEC, VideoWriter
+from vidtwin_cli.vtw.coded import EntropyCoding
+from vidtwin_cli.vtw.container import Storage
+from vidtwin_cli.vtw.entropy import DEFAULT_KEYINT, DEFAULT_QUALITY
+from vidtwin_cli.vtw.header import ENTROPY, LatentDtype, check_latent_dtype
+
+Only = Literal["structure", "dynamics"]
+ONLY: tuple[str, ...] = ("structure", "dynamics")
+# A stand-in video for checking encoder flags before any output exists (wide enough for libx265).
+_PREFLIGHT_SIDE = 64
+_PREFLIGHT_VIDEO = VideoInfo(_PREFLIGHT_SIDE, _PREFLIGHT_SIDE, Fraction(25), Fraction(1, 25), 1, 0.04)
+
+
+@dataclass(frozen=True)
+class EncodeOptions:
+    """How frames become latents and how the latents are stored."""
+
+    fit: FitMode = "tile"  # tile (exact size), resize, or crop (the official centre crop)
+    dtype: LatentDtype = ENTROPY  # latent storage: entropy-coded (.vtw 2.0) or a raw dtype (.vtw 1.x)
+    sample: bool = False  # posterior samples instead of means
+    seed: int | None = None  # for `sample`
+    quality: int = DEFAULT_QUALITY  # entropy: the quantisation step relative to the latents' spread
+    step: float | None = None  # entropy: the step in latent units (overrides quality)
+    keyint: int = DEFAULT_KEYINT  # entropy: a key clip every keyint clips
+    audio: bool = True  # keep the source's audio packets (entropy-coded files only)
+
+    def __post_init__(self) -> None:
+        check_fit(self.fit)
+        check_latent_dtype(self.dtype)
+        EntropyCoding(self.quality, self.step, self.keyint)  # checks --quality / --step / --keyint
+        if self.seed is not None and not self.sample:
+            raise UsageError("--seed only applies with --sample")
+
+    @property
+    def storage(self) -> Storage:
+        """What the .vtw writer is given: `EntropyCoding`, or the raw dtype."""
+        return EntropyCoding(self.quality, self.step, self.keyint) if self.dtype == ENTROPY else self.dtype
+
+
+@dataclass(frozen=True)
+class DecodeOptions:
+    """Which latents to decode and whether other weights than the file's may do it."""
+
+    only: Only | None = None  # decode one latent alone
+    force: bool = False  # decode with weights other than those the file records (warns)
+
+    def __post_init__(self) -> None:
+        if self.only is not None and self.only not in ONLY:
+            raise UsageError(f"--only must be one of {', '.join(ONLY)}")
+
+
+@dataclass(frozen=True)
+class SwapOptions:
+    """Cross-reenactment: which span of the dynamics video is swapped, and .vtw storage."""
+
+    span: str | None = None  # 'START:END' in seconds of the dynamics video; None swaps it all
+    dtype: LatentDtype = ENTROPY  # latent storage when the output is a .vtw (entropy: the dynamics file's step)
+    force: bool = False  # as DecodeOptions.force
+
+    def __post_init__(self) -> None:
+        check_latent_dtype(self.dtype)
+
+
+@dataclass(frozen=True)
+class VideoOutput:
+    """How decoded frames are written: encoder, quality and (for pipes) container format.
+
+    Encoder, CRF and format are checked on construction, so a bad flag stops a job (or a whole batch)
+    before any model loads or any file is made.
+    """
+
+    codec: str = DEFAULT_CODEC
+    crf: int | None = None
+    format: str | None = None
+
+    def __post_init__(self) -> None:
+        VideoWriter(f"check.{self.format or 'mp4'}", _PREFLIGHT_VIDEO, _PREFLIGHT_SIDE, _PREFLIGHT_SIDE,
+                    self.codec, self.crf, self.format)  # built, never opened: checks the flags, touches nothing

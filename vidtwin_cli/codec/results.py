@@ -1,0 +1,77 @@
+"""What a codec job reports: one frozen dataclass per job, whose `to_json()` is the `--json` object."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+
+class JsonResult:
+    """`to_json()`: the result as a JSON-ready dict, fields in declaration order."""
+
+    def to_json(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)  # type: ignore[call-overload]
+
+
+@dataclass(frozen=True)
+class EncodeResult(JsonResult):
+    """A video encoded to a `.vtw` file."""
+
+    input: str
+    output: str
+    frames: int
+    width: int
+    height: int
+    fps: float
+    clips: int
+    tiles_per_clip: int
+    bytes: int
+    bitrate_kbps: float | None  # None for a zero-length video
+    compression_rate: float  # the paper's latent values / input values
+    compression_vs_raw: float | None  # raw RGB24 bytes / file bytes
+    latent_dtype: str
+    seconds: float
+    step: float | None = None  # entropy coding: the quantisation step
+    keyint: int | None = None  # entropy coding: the key clip interval
+    bits_per_value: float | None = None  # file bytes · 8 / latent values
+    audio_tracks: int = 0  # audio streams kept as packets
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.seconds
+
+
+@dataclass(frozen=True)
+class DecodeResult(JsonResult):
+    """A `.vtw` decoded to a video file."""
+
+    input: str
+    output: str
+    frames: int
+    width: int
+    height: int
+    fps: float
+    only: str | None
+    seconds: float
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.seconds
+
+
+@dataclass(frozen=True)
+class SwapResult(JsonResult):
+    """Structure of one `.vtw` with the dynamics of another, written as video or as a `.vtw`."""
+
+    structure: str
+    dynamics: str
+    output: str
+    frames: int
+    clips_swapped: int
+    range: str | None
+    bytes: int | None  # of a .vtw output; None for video
+    seconds: float
+
+    def to_json(self) -> dict[str, Any]:
+        return {k: v for k, v in super().to_json().items() if k != "bytes" or v is not None}
