@@ -93,15 +93,18 @@ def test_video_bench_json_and_plot(cli, sample_video, tmp_path):
     assert set(report) == HEADER_KEYS | {"inputs"} and report["mode"] == "video"
     (video,) = report["inputs"]
     assert video["video"]["frames"] == 17 and video["video"]["tiles_per_clip"] == 4
-    assert set(video["rate"]) == {"fp16", "bf16", "fp32", "int8"}
-    assert video["rate"]["fp32"]["bytes"] > video["rate"]["fp16"]["bytes"] > video["rate"]["int8"]["bytes"]
+    assert set(video["rate"]) == {"entropy", "fp16", "bf16", "fp32", "int8"} and video["latent_dtype"] == "entropy"
+    rate = {k: v["bytes"] for k, v in video["rate"].items()}
+    assert rate["fp32"] > rate["fp16"] > rate["int8"] > rate["entropy"]
     (run,) = video["runs"]
     assert set(run["quality"]) == QUALITY_KEYS and len(run["quality"]["psnr"]["per_frame"]) == 17
     assert run["quality"]["tile_seam"] is not None and run["quality"]["clip_seam"] is not None
     (x264,) = video["baselines"]
-    assert x264["codec"] == "libx264" and x264["target_bytes"] == video["rate"]["fp16"]["bytes"]
+    assert x264["codec"] == "libx264" and x264["target_bytes"] == video["rate"]["entropy"]["bytes"]
     assert set(x264["quality"]) == QUALITY_KEYS
-    assert [p["latent_dtype"] for p in video["rd"]["vidtwin"]] == ["fp16", "bf16", "fp32", "int8"]
+    assert [p["latent_dtype"] for p in video["rd"]["vidtwin raw"]] == ["fp16", "bf16", "fp32", "int8"]
+    entropy = video["rd"]["vidtwin"]
+    assert [p["quality"] for p in entropy] == [3, 5, 7, 9, 11] and entropy[0]["bytes"] < entropy[-1]["bytes"]
     assert len(video["rd"]["libx264"]) >= 5
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 

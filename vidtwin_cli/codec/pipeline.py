@@ -32,9 +32,9 @@ from vidtwin_cli.video.info import Geometry, VideoInfo
 from vidtwin_cli.video.io import VideoReader, VideoWriter, iter_clips
 from vidtwin_cli.video.tiling import frames_to_tiles, tiles_to_frames
 from vidtwin_cli.atomic import STDIO
-from vidtwin_cli.video.audio import read_audio
+from vidtwin_cli.video.audio import AudioPacket, read_audio
 from vidtwin_cli.vtw.container import (
-    CodedReader, CodedWriter, EntropyCoding, ModelRef, VtwFile, VtwHeader, VtwReader, VtwWriter, describe_vtw, open_vtw,
+    CodedReader, CodedWriter, EntropyCoding, ModelRef, VtwFile, VtwHeader, VtwWriter, describe_vtw, open_vtw,
     vtw_writer,
 )  # fmt: skip
 from vidtwin_cli.vtw.entropy import DEFAULT_KEYINT, DEFAULT_QUALITY, latent_sigma, step_for_quality
@@ -47,7 +47,7 @@ LatentSource = Path | str | VtwFile  # a .vtw file ("-": stdin) or one in memory
 
 
 class Latent(Protocol):
-    """What decoding reads from: an open `.vtw` (`VtwReader`) or one in memory (`MemoryVtw`)."""
+    """What decoding reads from: an open `.vtw` (`VtwReader`, `CodedReader`) or one in memory (`MemoryVtw`)."""
 
     name: str
     header: VtwHeader
@@ -280,7 +280,8 @@ def write_frames(dst: Path | str, info: VideoInfo, geometry: Geometry, frames: I
     """Write frames with the timing of `info` at the geometry's output size; returns the count.
 
     With `audio` (an open 2.0 file holding audio), its packets are muxed beside the video when the
-    output container can hold their codec; `warn` hears about those it cannot.
+    output container can hold their codec, each once the video has reached its time (so the muxer
+    interleaves them with bounded buffering); `warn` hears about codecs the container cannot hold.
     """
     width, height = geometry.output_size
     tracks = audio.audio if isinstance(audio, CodedReader) else []
@@ -289,11 +290,26 @@ def write_frames(dst: Path | str, info: VideoInfo, geometry: Geometry, frames: I
         if refused and warn:
             warn(f"{out.name}: this container cannot hold {', '.join(refused)} audio; the video is written "
                  "without it (.mkv holds it)")
-        for frame in frames:
-            out.write(frame)
-        for track, packets in audio.audio_packets() if tracks else ():
-            out.mux_audio(track, packets)
+        sound = _timed_packets(audio) if tracks else iter(())
+        pending, times = next(sound, None), frame_times(info)
+        for i, frame in enumerate(frames):
+            out.write(frame)  # raises past info.frame_count
+            while pending is not None and pending[0] <= times[i]:
+                out.mux_audio(*pending[1:])
+                pending = next(sound, None)
+        while pending is not None:
+            out.mux_audio(*pending[1:])
+            pending = next(sound, None)
         return out.frames_written
+
+
+def _timed_packets(reader: CodedReader) -> Iterator[tuple[float, int, list[AudioPacket]]]:
+    """(seconds, track, [packet]) of a file's audio in stored order (the source demuxer's)."""
+    for track, packets in reader.audio_packets():
+        base = reader.audio[track].time_base
+        for p in packets:
+            time = p.dts if p.dts is not None else p.pts
+            yield (float(time * base) if time is not None else -np.inf), track, [p]
 
 
 @contextlib.contextmanager

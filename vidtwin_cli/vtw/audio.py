@@ -1,7 +1,7 @@
 """How a `.vtw` 2.0 keeps the source's audio: track descriptions (AUDS) and compressed packets (APKT).
 
 Packets are stored as the source's demuxer gave them (no re-encode), so decode can mux them back
-(`video/audio.py` does the PyAV side; docs/vtw-format.md §12 the bytes).
+(`video/audio.py` does the PyAV side; docs/vtw-format.md §15 the bytes).
 """
 
 from __future__ import annotations

@@ -332,7 +332,7 @@ def _decode_clip(name: str, payload: bytes, index: int, kind: str, models: Model
 
 
 def open_coded(name: str, f: IO[bytes], size: int, stack: contextlib.ExitStack) -> CodedReader:
-    """Validate a `.vtw` 2.x whose signature has been seen (docs/vtw-format.md §14); see `open_vtw`."""
+    """Validate a `.vtw` 2.x whose signature has been seen (docs/vtw-format.md §16); see `open_vtw`."""
     major, minor = chunks.read_version(name, f, size)
     if major != chunks.VERSION_2[0]:
         why = "written by a newer vidtwin; upgrade to read it" if major > chunks.VERSION_2[0] else "unknown"
