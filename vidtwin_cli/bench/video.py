@@ -19,6 +19,7 @@ import numpy as np
 import torch
 from torch import nn
 
+from vidtwin_cli.bench.bdrate import rd_bd_rates
 from vidtwin_cli.bench.baseline import available_codecs, decode_stream, encode_at_bytes, encode_frames
 from vidtwin_cli.bench.speed import PeakMemory, report_header, synthetic_clips
 from vidtwin_cli.vtw.container import describe_vtw, open_vtw, read_vtw, write_vtw
@@ -161,6 +162,7 @@ def bench_video(
     }  # fmt: skip
     if options.rd:
         out["rd"] = _rd_sweep(src, reference, workdir, stem, info, sessions[first], options, progress)
+        out["bd_rate"] = rd_bd_rates(out["rd"])  # percent bytes against x264 at equal PSNR / LPIPS
     return out
 
 
