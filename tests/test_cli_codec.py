@@ -174,9 +174,10 @@ def test_swap_range_changes_only_that_span(cli, tmp_path, active_model):
     b = write_test_video(tmp_path / "b.mp4", 32, 32, 24, fps=Fraction(12))
     encode(cli, a, tmp_path / "a.vtw", "--model", active_model)
     encode(cli, b, tmp_path / "b.vtw", "--model", active_model)
-    decode(cli, tmp_path / "b.vtw", tmp_path / "b.mkv", "--codec", "ffv1")  # lossless: exact frame comparison
+    # lossless: exact frame comparison; a file's recorded model path is never loaded on its say, so --model
+    decode(cli, tmp_path / "b.vtw", tmp_path / "b.mkv", "--codec", "ffv1", "--model", active_model)
     result = cli(["swap", tmp_path / "a.vtw", tmp_path / "b.vtw", "-o", tmp_path / "ab.mkv", "--range", "0.5:1.0",
-                  "--codec", "ffv1"])
+                  "--codec", "ffv1", "--model", active_model])
     assert result.exit_code == 0, result.stderr
 
     def frames(p):

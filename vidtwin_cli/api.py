@@ -25,9 +25,10 @@ import numpy as np
 from vidtwin_cli.codec.model_session import ModelSession
 from vidtwin_cli.codec.options import DecodeOptions, EncodeOptions, SwapOptions, VideoOutput
 from vidtwin_cli.codec.pipeline import (
-    LatentSource, OnStart, Progress, VideoSource, decode_vtw, encode_latents, encode_video, iter_decoded, swap_vtw,
+    LatentSource, OnStart, Progress, VideoSource, decode_vtw, encode_latents, encode_video, iter_decoded,
 )  # fmt: skip
 from vidtwin_cli.codec.results import DecodeResult, EncodeResult, SwapResult
+from vidtwin_cli.codec.swap import SwapSource, swap_vtw
 from vidtwin_cli.codec.weights import DEFAULT_MODEL, SAMPLE_CLIP
 from vidtwin_cli.errors import ContainerError, InputError, ModelError, RuntimeFailure, UsageError, VidtwinError
 from vidtwin_cli.vtw.container import Inspection, VerifyReport, VtwFile, inspect_vtw, read_vtw, verify_vtw, write_vtw
@@ -120,8 +121,8 @@ def decode(
 
 
 def swap(
-    structure: LatentSource,
-    dynamics: LatentSource,
+    structure: SwapSource,
+    dynamics: SwapSource,
     output: Path | str,
     *,
     model: ModelArg = None,
@@ -130,9 +131,11 @@ def swap(
     progress: Progress = None,
     on_start: OnStart = None,
 ) -> SwapResult:
-    """The structure of one clip moved by the dynamics of another, on the dynamics' timeline.
+    """The structure of one clip moved by the dynamics of another: the structure's size, the dynamics' timeline.
 
-    An `output` ending in `.vtw` stores the swapped latents; anything else is a video file.
+    Each source is a `.vtw` (or a `VtwFile`) or a video file; sources of different sizes work (the
+    dynamics are encoded again on the structure's tile grid). An `output` ending in `.vtw` stores the
+    swapped latents; anything else is a video file.
     """
     return swap_vtw(structure, dynamics, output, _session(model), options, video, progress=progress,
                     on_start=on_start)

@@ -24,15 +24,23 @@ def read_tagged(path: Path, format: str, what: str, hint: str) -> tuple[Tensors,
     path = Path(path)
     if not path.is_file():
         raise InputError(f"{path}: no such {what} file")
+    meta = read_metadata(path)
     try:
-        with safe_open(str(path), framework="pt") as f:
-            meta = f.metadata() or {}
         tensors = load_file(str(path))
     except (SafetensorError, OSError, ValueError) as e:
         raise InputError(f"{path}: not a readable safetensors file ({e})") from e
     if meta.get("format") != format:
         raise ModelError(f"{path}: not a vidtwin {what} file (metadata format={meta.get('format')!r}); {hint}")
     return tensors, meta
+
+
+def read_metadata(path: Path) -> dict[str, str]:
+    """The string metadata of a safetensors file: its header only, cheap whatever the file's size."""
+    try:
+        with safe_open(str(path), framework="pt") as f:
+            return f.metadata() or {}
+    except (SafetensorError, OSError, ValueError) as e:
+        raise InputError(f"{path}: not a readable safetensors file ({e})") from e
 
 
 def write_tagged(path: Path, tensors: Tensors, format: str, metadata: dict[str, str]) -> None:

@@ -112,9 +112,9 @@ class _Session(ModelSession):
         self.loads = 0
         self.load_error: VidtwinError | None = None
 
-    def load(self, default: str | None = None):
+    def load(self, recorded=None):
         try:
-            loaded = super().load(default)
+            loaded = super().load(recorded)
         except VidtwinError as e:
             self.load_error = e
             raise

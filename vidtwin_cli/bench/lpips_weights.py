@@ -10,7 +10,6 @@ as OIHW (`transpose(3, 2, 0, 1)`, no flip), `NetLinLayer_k/Conv_0/kernel` -> `li
 from __future__ import annotations
 
 import hashlib
-import os
 import pickle
 from pathlib import Path
 
@@ -20,13 +19,13 @@ import torch
 from models.checkpoint import load_strict
 from models.losses import LPIPS, LpipsNet
 
+from vidtwin_cli.cache import default_cache_dir, default_media_dir
 from vidtwin_cli.errors import InputError, ModelError
 from vidtwin_cli.tagged_file import read_tagged, write_tagged
 
 LPIPS_FORMAT = "vidtwin-lpips"
 CKPT_NAMES: dict[str, str] = {"vgg": "vgg16.ckpt", "alex": "alexnet.ckpt"}
 TRUNK_KEYS: dict[str, str] = {"vgg": "VGG16_0", "alex": "AlexNet_0"}
-REPO_ROOT = Path(__file__).resolve().parents[2]
 
 
 def _numpy_reconstruct():
@@ -124,20 +123,6 @@ def _fitted(state: dict[str, torch.Tensor], net: LpipsNet, path: Path) -> LPIPS:
     except ValueError as e:
         raise ModelError(f"{path}: LPIPS {net} {e}") from e
     return model
-
-
-def default_cache_dir() -> Path:
-    """`$VIDTWIN_CACHE`, else `<repo>/.cache` in a source checkout, else `~/.cache/vidtwin`."""
-    if os.environ.get("VIDTWIN_CACHE"):
-        return Path(os.environ["VIDTWIN_CACHE"])
-    if (REPO_ROOT / "pyproject.toml").is_file():
-        return REPO_ROOT / ".cache"
-    return Path.home() / ".cache" / "vidtwin"
-
-
-def default_media_dir() -> Path:
-    """Where `scripts/fetch_media.py` puts downloads: `$VIDTWIN_MEDIA` or `<cache>/media`."""
-    return Path(os.environ["VIDTWIN_MEDIA"]) if os.environ.get("VIDTWIN_MEDIA") else default_cache_dir() / "media"
 
 
 def _find_ckpt(net: LpipsNet, media_dir: Path) -> Path | None:

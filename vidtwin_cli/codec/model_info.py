@@ -22,6 +22,7 @@ def describe(loaded: LoadedModel) -> dict:
         "model": loaded.spec,
         "source": loaded.source,
         "path": str(loaded.path) if loaded.path else None,
+        "commit": loaded.commit,
         **parameter_counts(loaded.model),
         "weights_sha256": loaded.sha256,
         "clip_shape": list(cfg.clip_shape),

@@ -5,16 +5,19 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 
+from vidtwin_cli.codec.hub import StageProgress
 from vidtwin_cli.codec.runtime import ModelRunner, resolve_device, resolve_precision
-from vidtwin_cli.codec.weights import LoadedModel, resolve_model
+from vidtwin_cli.codec.weights import LoadedModel, resolve_model, resolve_recorded_model
+from vidtwin_cli.vtw.header import ModelRef
 
 log = logging.getLogger(__name__)
 
 
 class ModelSession:
-    """Resolves `--model` lazily: the user's spec when given, else the default the data asks for.
+    """Resolves `--model` lazily: the user's spec when given, else the model the data records (local only).
 
     Device and precision are validated on construction, so bad flags fail before any work.
+    `progress` shows a hub model's download and one-time conversion.
     """
 
     def __init__(
@@ -25,17 +28,21 @@ class ModelSession:
         batch_size: int = 1,
         warn: Callable[[str], None] = log.warning,
         compile: bool = False,
+        progress: StageProgress | None = None,
     ) -> None:
-        self.spec = spec
+        self.spec, self.progress = spec, progress
         self.device = resolve_device(device)
         self.dtype = resolve_precision(precision, self.device)
         self.batch_size, self.warn, self.compile = batch_size, warn, compile
         self._loaded: tuple[LoadedModel, ModelRunner] | None = None
 
-    def load(self, default: str | None = None) -> tuple[LoadedModel, ModelRunner]:
-        """The model (`--model`, else `default`, else the built-in default) and its runner."""
+    def load(self, recorded: ModelRef | None = None) -> tuple[LoadedModel, ModelRunner]:
+        """The model (`--model`, else the one `recorded` in a file if local, else the default) and its runner."""
         if self._loaded is None:
-            loaded = resolve_model(self.spec or default)
+            if self.spec is None and recorded is not None:
+                loaded = resolve_recorded_model(recorded.spec, recorded.commit)
+            else:
+                loaded = resolve_model(self.spec, progress=self.progress)
             runner = ModelRunner(loaded.model, self.device, self.dtype, self.batch_size, self.warn, self.compile)
             self._loaded = (loaded, runner)
         return self._loaded

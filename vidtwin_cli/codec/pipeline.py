@@ -22,8 +22,8 @@ from models import Latents
 
 from vidtwin_cli.atomic import check_writable
 from vidtwin_cli.codec.model_session import ModelSession
-from vidtwin_cli.codec.options import DecodeOptions, EncodeOptions, SwapOptions, VideoOutput
-from vidtwin_cli.codec.results import DecodeResult, EncodeResult, SwapResult
+from vidtwin_cli.codec.options import DecodeOptions, EncodeOptions, VideoOutput
+from vidtwin_cli.codec.results import DecodeResult, EncodeResult
 from vidtwin_cli.codec.runtime import ModelRunner
 from vidtwin_cli.codec.weights import LoadedModel
 from vidtwin_cli.errors import InputError, ModelError
@@ -34,10 +34,9 @@ from vidtwin_cli.video.tiling import frames_to_tiles, tiles_to_frames
 from vidtwin_cli.atomic import STDIO
 from vidtwin_cli.video.audio import AudioPacket, read_audio
 from vidtwin_cli.vtw.container import (
-    CodedReader, CodedWriter, EntropyCoding, ModelRef, VtwFile, VtwHeader, VtwWriter, describe_vtw, open_vtw,
-    vtw_writer,
+    CodedReader, CodedWriter, ModelRef, VtwFile, VtwHeader, VtwWriter, describe_vtw, open_vtw, vtw_writer,
 )  # fmt: skip
-from vidtwin_cli.vtw.entropy import DEFAULT_KEYINT, DEFAULT_QUALITY, latent_sigma, step_for_quality
+from vidtwin_cli.vtw.entropy import latent_sigma, step_for_quality
 from vidtwin_cli.vtw.header import ENTROPY
 
 Progress = Callable[[int], None] | None
@@ -104,7 +103,7 @@ def _source_name(src: VideoSource | LatentSource) -> str:
 
 
 def model_ref(loaded: LoadedModel) -> ModelRef:
-    return ModelRef(loaded.spec, loaded.sha256, loaded.config)
+    return ModelRef(loaded.spec, loaded.sha256, loaded.config, loaded.commit)
 
 
 def check_model(loaded: LoadedModel, header: VtwHeader, name: str, force: bool, warn: Callable[[str], None]) -> None:
@@ -303,6 +302,13 @@ def write_frames(dst: Path | str, info: VideoInfo, geometry: Geometry, frames: I
         return out.frames_written
 
 
+def frame_times(info: VideoInfo) -> np.ndarray:
+    """Presentation time in seconds of every frame (timestamps for VFR, index / fps otherwise)."""
+    if info.pts is not None:
+        return np.asarray(info.pts, dtype=np.float64) * float(info.time_base)
+    return np.arange(info.frame_count, dtype=np.float64) / float(info.fps)
+
+
 def _timed_packets(reader: CodedReader) -> Iterator[tuple[float, int, list[AudioPacket]]]:
     """(seconds, track, [packet]) of a file's audio in stored order (the source demuxer's)."""
     for track, packets in reader.audio_packets():
@@ -318,7 +324,7 @@ def decoding(src: LatentSource, session: ModelSession, options: DecodeOptions,
     """Open latents and the model that may decode them (`--model`, else the one the file records)."""
     with open_latents(src) as latent:
         header = latent.header
-        loaded, runner = session.load(header.model.spec)
+        loaded, runner = session.load(header.model)
         check_model(loaded, header, latent.name, options.force, session.warn)
         if on_start:
             on_start(header.video.frame_count)
@@ -352,118 +358,3 @@ def decode_vtw(
     width, height = header.geometry.output_size
     return DecodeResult(_source_name(src), str(dst), count, width, height, float(header.video.fps), options.only,
                         time.perf_counter() - started)  # fmt: skip
-
-
-# ---- cross-reenactment ----------------------------------------------------------------------
-
-
-def parse_range(text: str, duration: float) -> tuple[float, float]:
-    """'START:END' in seconds (either side may be empty) within [0, duration]."""
-    start_s, sep, end_s = text.partition(":")
-    try:
-        start = float(start_s) if start_s else 0.0
-        end = float(end_s) if end_s else duration
-    except ValueError:
-        sep = ""
-    if not sep:
-        raise InputError(f"--range {text!r} must be START:END in seconds, e.g. 1.5:4")
-    if not (0 <= start < end) or start >= duration or end > duration + 1e-6:
-        raise InputError(f"--range {text} is outside the dynamics video (0 to {duration:.3f} s) or empty")
-    return start, end
-
-
-def frame_times(info: VideoInfo) -> np.ndarray:
-    """Presentation time in seconds of every frame (timestamps for VFR, index / fps otherwise)."""
-    if info.pts is not None:
-        return np.asarray(info.pts, dtype=np.float64) * float(info.time_base)
-    return np.arange(info.frame_count, dtype=np.float64) / float(info.fps)
-
-
-def _check_pair(a: VtwHeader, b: VtwHeader, name_a: str, name_b: str) -> None:
-    if a.model.weights_sha256 != b.model.weights_sha256:
-        raise ModelError(f"{name_a} and {name_b} come from different models "
-                         f"({a.model.spec} {a.model.weights_sha256[:12]} vs {b.model.spec} {b.model.weights_sha256[:12]})")
-    ga, gb = a.geometry, b.geometry
-    if (ga.fit, ga.rows, ga.cols) != (gb.fit, gb.rows, gb.cols):
-        raise InputError(f"{name_a} and {name_b} have different geometry: {ga.fit} {ga.rows}x{ga.cols} tiles "
-                         f"({ga.width}x{ga.height}) vs {gb.fit} {gb.rows}x{gb.cols} tiles ({gb.width}x{gb.height})")
-
-
-def swap_latents(structure_from: Latents, dynamics_from: Latents) -> Latents:
-    """Structure of one clip with the dynamics of another (the decoder input u_S^A + u_D^B)."""
-    return Latents(structure_from.structure, dynamics_from.dynamics_x, dynamics_from.dynamics_y)
-
-
-def swap_vtw(
-    a_src: LatentSource,
-    b_src: LatentSource,
-    dst: Path | str,
-    session: ModelSession,
-    options: SwapOptions = SwapOptions(),
-    output: VideoOutput | None = None,
-    *,
-    progress: Progress = None,
-    on_start: OnStart = None,
-) -> SwapResult:
-    """Structure of A with the dynamics of B, on B's timeline; a `dst` ending in .vtw stores latents.
-
-    A clip index past A's end holds A's last clip. With `options.span` ('START:END', seconds of B)
-    only frames in that span are swapped, the rest is B's own reconstruction (per frame for video
-    output; for .vtw output per clip, every clip that overlaps the span).
-    """
-    started = time.perf_counter()
-    as_vtw = Path(dst).suffix == ".vtw"
-    check_writable(Path(dst), tuple(Path(s) for s in (a_src, b_src) if isinstance(s, (str, Path))))
-    with open_latents(a_src) as a, open_latents(b_src) as b:
-        _check_pair(a.header, b.header, a.name, b.name)
-        loaded, runner = session.load(b.header.model.spec)
-        check_model(loaded, b.header, b.name, options.force, session.warn)
-        info, geometry, t = b.header.video, b.header.geometry, loaded.config.frames
-        if on_start:
-            on_start(info.frame_count)
-        times = frame_times(info)
-        start, end = parse_range(options.span, info.duration) if options.span else (-np.inf, np.inf)
-        inside = (times >= start) & (times < end)  # per frame of B
-        swapped_clips = 0
-
-        def mixed(i: int, lat_b: Latents) -> tuple[Latents, np.ndarray]:
-            mask = np.zeros(t, dtype=bool)  # padded tail frames count as outside
-            real = inside[i * t : (i + 1) * t]
-            mask[: len(real)] = real
-            return swap_latents(a.clip(min(i, a.header.clips - 1)), lat_b), mask
-
-        if as_vtw:
-            provenance = {"swap": {"structure": a.name, "dynamics": b.name, "range": options.span}}
-            storage = options.dtype
-            if storage == ENTROPY:  # B's step and key interval (a quality-derived step would requantise B)
-                step = b.header.step or step_for_quality(DEFAULT_QUALITY, latent_sigma(b.clip(0)) or 1.0)
-                storage = EntropyCoding(step=step, keyint=b.header.keyint or DEFAULT_KEYINT)
-            with vtw_writer(dst, b.header.model, geometry, storage, provenance=provenance) as writer:
-                if isinstance(writer, CodedWriter) and isinstance(b, CodedReader) and b.audio:
-                    writer.add_audio(b.audio, b.audio_packets())  # B's timeline, B's sound
-                for i, lat_b in enumerate(b.iter_clips()):
-                    lat, mask = mixed(i, lat_b)
-                    use = bool(mask.any())
-                    swapped_clips += use
-                    writer.add(lat if use else lat_b)
-                    if progress:
-                        progress(int(min(t, info.frame_count - i * t)))
-                nbytes = writer.finish(info)
-            return SwapResult(a.name, b.name, str(dst), info.frame_count, swapped_clips, options.span, nbytes,
-                              time.perf_counter() - started)  # fmt: skip
-
-        def clips() -> Iterator[np.ndarray]:
-            nonlocal swapped_clips
-            for i, lat_b in enumerate(b.iter_clips()):
-                lat, mask = mixed(i, lat_b)
-                frames = tiles_to_frames(runner.decode(lat), geometry) if mask.any() else None
-                if frames is None or not mask.all():
-                    own = tiles_to_frames(runner.decode(lat_b), geometry)
-                    frames = own if frames is None else np.where(mask[:, None, None, None], frames, own)
-                swapped_clips += bool(mask.any())
-                yield frames
-
-        count = write_frames(dst, info, geometry, trimmed(clips(), info.frame_count, progress), output or VideoOutput(),
-                             b, session.warn)
-    return SwapResult(a.name, b.name, str(dst), count, swapped_clips, options.span, None,
-                      time.perf_counter() - started)  # fmt: skip

@@ -19,8 +19,8 @@ from vidtwin_cli.commands.options import (
 
 
 def command(
-    structure: Annotated[Path, typer.Argument(help=".vtw whose structure (content) is kept.")],
-    dynamics: Annotated[Path, typer.Argument(help=".vtw whose dynamics (motion) drive it; its timeline is used.")],
+    structure: Annotated[Path, typer.Argument(help=".vtw or video whose structure (content) is kept; its size is used.")],
+    dynamics: Annotated[Path, typer.Argument(help=".vtw or video whose dynamics (motion) drive it; its timeline is used.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Video file, or .vtw to store the swapped latents.")],
     span: Annotated[str | None, typer.Option("--range", help="Swap only START:END (seconds of the dynamics video).")] = None,
     dtype: Annotated[str, typer.Option("--dtype", help="Latent storage for .vtw output: entropy (the dynamics file's step) or fp16, bf16, fp32, int8.")] = ENTROPY,
@@ -36,7 +36,7 @@ def command(
     json_out: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
-    """Decode the structure latents of one .vtw with the dynamics latents of another."""
+    """Decode the structure latents of one video with the dynamics latents of another (any sizes)."""
     options, video = api.SwapOptions(span, dtype, force), api.VideoOutput(codec, crf, format)
     if STDIO in (str(structure), str(dynamics)):
         raise UsageError("swap reads two files; stdin is not supported here")

@@ -21,7 +21,7 @@ from vidtwin_cli.errors import ContainerError, UsageError
 from vidtwin_cli.video.info import Geometry, VideoInfo
 
 MAGIC = "vidtwin.vtw"
-VERSION = (1, 1)  # (major, minor): readers reject another major, accept a newer minor
+VERSION = (1, 2)  # (major, minor): readers reject another major, accept a newer minor
 MAX_CONFIG_INT = 1 << 16  # no plausible model size exceeds this; bounds the work a hostile config causes
 
 LatentDtype = Literal["fp16", "bf16", "fp32", "int8", "entropy"]
@@ -31,6 +31,7 @@ MAX_KEYINT = 1 << 16
 MAX_STEP = float(1 << 20)  # symbol · step must stay finite in float32 for every symbol below 2^15
 CHANNEL_AXIS = {"structure": -1, "dynamics_x": 1, "dynamics_y": 1}  # the latent tensors; d_S is last, d_D is dim 1
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
+COMMIT_HEX = re.compile(r"^[0-9a-f]{40}$")
 VERSION_TEXT = re.compile(r"^(\d{1,6})\.(\d{1,6})$")
 
 
@@ -47,6 +48,7 @@ class ModelRef:
     spec: str  # preset name, file path or hub id as the user gave it
     weights_sha256: str  # `weights.tensors_sha256` of the weights, 64 lowercase hex digits
     config: VidTwinConfig
+    commit: str | None = None  # hub models: the commit the id resolved to (format 1.2)
 
 
 @dataclass(frozen=True)
@@ -84,6 +86,8 @@ class VtwHeader:
             (not coded and (self.step, self.keyint) != (None, None), f"step and keyint apply to {ENTROPY} latents only"),
             (not SHA256_HEX.match(str(self.model.weights_sha256)),
              f"weights sha256 {short(self.model.weights_sha256)} is not 64 lowercase hex digits"),
+            (self.model.commit is not None and not COMMIT_HEX.match(str(self.model.commit)),
+             f"model commit {short(self.model.commit)} is not 40 lowercase hex digits"),
             (geo.tile != cfg.image_size,
              f"geometry tile {geo.tile} differs from the model's image_size {cfg.image_size}"),
             ((geo.width, geo.height) != (video.width, video.height),
@@ -103,10 +107,13 @@ class VtwHeader:
         """The oldest format version that describes this file, so 1.0 readers keep reading most files.
 
         1.1 added `video.sample_aspect` (anamorphic video); files of square-pixel video are 1.0.
+        1.2 added `model.commit` (the resolved commit of a hub model).
         Entropy-coded latents need 2.0 (docs/vtw-format.md, part 2).
         """
         if self.dtype == ENTROPY:
             return (2, 0)
+        if self.model.commit is not None:
+            return (1, 2)
         return (1, 1) if self.video.sample_aspect != 1 else (1, 0)
 
     @property
@@ -127,7 +134,8 @@ class VtwHeader:
         """The JSON header (timestamps excluded: they are the `pts` tensor)."""
         return {
             "model": {"spec": self.model.spec, "weights_sha256": self.model.weights_sha256,
-                      "config": self.model.config.to_dict()},
+                      "config": self.model.config.to_dict(),
+                      **({"commit": self.model.commit} if self.model.commit else {})},
             "video": {k: v for k, v in self.video.to_dict().items() if k != "pts"},
             "geometry": self.geometry.to_dict(),
             "latent_dtype": self.dtype,
@@ -159,7 +167,8 @@ class VtwHeader:
             raise ValueError("'provenance' must be an object")
         coding = _req(h, "coding", dict) if h.get("latent_dtype") == ENTROPY else {}
         return cls(
-            ModelRef(_req(model, "spec", str), _req(model, "weights_sha256", str), _config(_req(model, "config", dict))),
+            ModelRef(_req(model, "spec", str), _req(model, "weights_sha256", str), _config(_req(model, "config", dict)),
+                     _commit(model.get("commit"))),
             VideoInfo.from_dict({**_req(h, "video", dict), "pts": None}),
             geometry, _req(h, "clips", int), _req(h, "latent_dtype", str), h.get("sampled"), h.get("seed"),
             _req(created, "tool", str), _req(created, "version", str), provenance,
@@ -251,6 +260,12 @@ def _config(d: dict) -> VidTwinConfig:
         if not ok:
             raise ValueError(f"model.config.{key} = {short(v)} is not a plausible {kind.__name__}")
     return VidTwinConfig.from_dict(d)  # unknown fields and inconsistent sizes raise ValueError
+
+
+def _commit(value: Any) -> str | None:
+    if value is not None and type(value) is not str:
+        raise ValueError(f"'commit' must be str, got {short(value)}")
+    return value
 
 
 def _req(d: dict, key: str, kind: type) -> Any:
