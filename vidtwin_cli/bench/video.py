@@ -202,10 +202,10 @@ def _rd_sweep(src: Path, reference: Path, workdir: Path, stem: str, info: VideoI
     cfg, duration = loaded.config, info.duration
     tile = cfg.image_size if options.fit == "tile" else None
 
-    def point(nbytes: int, quality: dict, **extra: object) -> dict:
-        lp = quality["lpips"]["mean"] if quality["lpips"] else None
-        return {**extra, "bytes": nbytes, "kbit_per_s": _kbps(nbytes, duration), "psnr": quality["psnr"]["pooled"],
-                "ssim": quality["ssim"]["mean"], "lpips": lp}  # fmt: skip
+    def point(nbytes: int, measured: dict, **extra: object) -> dict:
+        lp = measured["lpips"]["mean"] if measured["lpips"] else None
+        return {**extra, "bytes": nbytes, "kbit_per_s": _kbps(nbytes, duration), "psnr": measured["psnr"]["pooled"],
+                "ssim": measured["ssim"]["mean"], "lpips": lp}  # fmt: skip
 
     curves: dict[str, list] = {"vidtwin": [], "vidtwin raw": []}  # entropy-coded qualities; raw dtypes
     points = [(ENTROPY, quality) for quality in RD_QUALITIES] + [(dtype, None) for dtype in LATENT_DTYPES]
