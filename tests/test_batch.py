@@ -120,6 +120,7 @@ def test_shards_cover_every_file_exactly_once(first_run, tree):
     assert seen[0] | seen[1] == {str(tree / rel) for rel in [*GOOD, BROKEN]}
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_to_every_output_valid(tmp_path):
     src, out = tmp_path / "clips", tmp_path / "out"
     src.mkdir()
@@ -199,6 +200,7 @@ def _ray_or_skip():
         pytest.skip("ray is not installed (pip install 'vidtwin[ray]')")
 
 
+@pytest.mark.slow
 def test_ray_outputs_are_byte_identical_to_local_mode(first_run, tree, tmp_path):
     _ray_or_skip()
     _, local = first_run

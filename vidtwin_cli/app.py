@@ -10,11 +10,12 @@ import sys
 import traceback
 from typing import Annotated
 
+import click
 import typer
 
 from vidtwin_cli import __version__
-from vidtwin_cli.console import err_console
-from vidtwin_cli.errors import VidtwinError
+from vidtwin_cli.console import err_console, library_warnings, warner
+from vidtwin_cli.errors import VidtwinError, one_line
 from vidtwin_cli.interrupts import Interrupted, stop_signals_raise
 
 
@@ -63,8 +64,16 @@ def build_app() -> typer.Typer:
     return app
 
 
-def _one_line(e: BaseException) -> str:
-    return " ".join(str(e).split())
+def _debug(argv: list[str]) -> bool:
+    """Whether the root option `--debug` was given: parsed as declared (before the command), not found
+    anywhere in argv (a file named --debug after `--` is no request for tracebacks)."""
+    root = typer.Typer(add_completion=False)
+    root.callback()(_root)
+    try:
+        context = typer.main.get_command(root).make_context("vidtwin", list(argv), resilient_parsing=True)
+    except click.ClickException:
+        return False
+    return bool(context.params.get("debug"))
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -73,7 +82,9 @@ def main(argv: list[str] | None = None) -> int:
     err = err_console()
     with stop_signals_raise():
         try:
-            result = build_app()(args=argv, prog_name="vidtwin", standalone_mode=False)
+            app = build_app()
+            with library_warnings(warner(err)):  # what the library logs prints as `warning: ...` lines
+                result = app(args=argv, prog_name="vidtwin", standalone_mode=False)
             return result if isinstance(result, int) else 0
         except typer.Exit as e:
             return e.exit_code
@@ -84,15 +95,15 @@ def main(argv: list[str] | None = None) -> int:
             ctx = getattr(e, "ctx", None)
             where = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
             message = e.format_message() if hasattr(e, "format_message") else str(e)
-            err.print(f"error: {_one_line(message)}{where}", markup=False, soft_wrap=True)
+            err.print(f"error: {one_line(message)}{where}", markup=False, soft_wrap=True)
             return getattr(e, "exit_code", 2)
         except VidtwinError as e:
-            err.print(f"error: {_one_line(e)}", markup=False, soft_wrap=True)
+            err.print(f"error: {one_line(e)}", markup=False, soft_wrap=True)
             return e.exit_code
         except Exception as e:  # the one catch-all: report in one line, never a traceback by default
-            if "--debug" in argv:
+            if _debug(argv):
                 traceback.print_exc()
-            err.print(f"error: unexpected {type(e).__name__}: {_one_line(e)} (rerun with --debug for a traceback)",
+            err.print(f"error: unexpected {type(e).__name__}: {one_line(e)} (rerun with --debug for a traceback)",
                       markup=False, soft_wrap=True)  # fmt: skip
             return 1
 

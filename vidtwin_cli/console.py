@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import json
+import logging
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 from rich.console import Console
@@ -22,7 +23,8 @@ from rich.progress import (
 )
 from rich.text import Text
 
-ProgressCallback = Callable[[int], None]
+from vidtwin_cli.callbacks import Warn
+
 
 
 class RateColumn(ProgressColumn):
@@ -42,13 +44,40 @@ def err_console() -> Console:
     return Console(stderr=True, highlight=False)
 
 
-def warner(console: Console) -> Callable[[str], None]:
+def warner(console: Console) -> Warn:
     """A `warn(message)` that prints one unwrapped `warning: message` line on `console`."""
 
     def warn(message: str) -> None:
         console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
 
     return warn
+
+
+class _WarningLines(logging.Handler):
+    """A logging handler that hands each warning record's message to a `warn` callback."""
+
+    def __init__(self, warn: Warn) -> None:
+        super().__init__(logging.WARNING)
+        self.warn = warn
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.warn(record.getMessage())
+
+
+@contextlib.contextmanager
+def library_warnings(warn: Warn) -> Iterator[None]:
+    """While the block runs, warnings the library logs (logger `vidtwin_cli`) go to `warn`.
+
+    Library code without a `warn` callback of its own logs its warnings; the CLI routes them here,
+    so every warning reaches stderr as one `warning: ...` line.
+    """
+    logger = logging.getLogger("vidtwin_cli")
+    handler = _WarningLines(warn)
+    logger.addHandler(handler)
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
 
 
 def progress_bar(console: Console, quiet: bool = False, unit: str = "frames") -> Progress:

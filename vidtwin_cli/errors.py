@@ -37,3 +37,8 @@ class RuntimeFailure(VidtwinError, RuntimeError):
     """Work that started correctly failed (device error, non-finite output, ...)."""
 
     exit_code = 1
+
+
+def one_line(e: BaseException) -> str:
+    """An exception's message on one line (whitespace runs, newlines included, become one space)."""
+    return " ".join(str(e).split()) or type(e).__name__

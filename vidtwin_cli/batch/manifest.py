@@ -13,11 +13,12 @@ import dataclasses
 import json
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
 
+from vidtwin_cli.callbacks import Warn
 from vidtwin_cli.atomic import atomic_output
 from vidtwin_cli.errors import InputError
 
@@ -61,7 +62,7 @@ class JobLog:
             log.put(JobRecord(str(src), str(dst), "ok", ...))
     """
 
-    def __init__(self, path: Path, warn: Callable[[str], None]) -> None:
+    def __init__(self, path: Path, warn: Warn) -> None:
         self.path = Path(path)
         self.records: dict[str, JobRecord] = {}
         if self.path.is_dir():
@@ -73,7 +74,7 @@ class JobLog:
         self._compact()
         self._file: IO[str] | None = open(self.path, "a", encoding="utf-8")
 
-    def _load(self, warn: Callable[[str], None]) -> None:
+    def _load(self, warn: Warn) -> None:
         try:
             lines = self.path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as e:

@@ -21,7 +21,8 @@ from typing import Any
 
 import torch
 
-from vidtwin_cli.errors import RuntimeFailure, UsageError
+from vidtwin_cli.callbacks import Progress, Warn
+from vidtwin_cli.errors import RuntimeFailure, UsageError, one_line
 from vidtwin_cli.batch.jobs import Job, JobCancelled, Outcome, Worker, WorkerSpec, lost, remove_temporaries
 
 INSTALL_HINT = "pip install 'vidtwin[ray]'"
@@ -60,7 +61,7 @@ class RayPool:
     """Runs jobs on Ray actors; `address` is "local", "auto", "HOST:PORT" or "ray://HOST:PORT"."""
 
     def __init__(self, spec: WorkerSpec, address: str, workers: int | None, gpu: bool | None,
-                 warn: Callable[[str], None]) -> None:  # fmt: skip
+                 warn: Warn) -> None:  # fmt: skip
         self.ray = import_ray()
         self.spec, self.address, self.workers, self.gpu, self.warn = spec, address, workers, gpu, warn
         self.started = 0  # actors started, replacements included
@@ -76,7 +77,7 @@ class RayPool:
             ray.init(address=None if self.address == LOCAL else self.address, logging_level=logging.WARNING,
                      log_to_driver=False, **local)  # fmt: skip
         except (ConnectionError, RuntimeError, ValueError) as e:
-            raise UsageError(f"--ray {self.address}: cannot start or join Ray ({' '.join(str(e).split())})") from e
+            raise UsageError(f"--ray {self.address}: cannot start or join Ray ({one_line(e)})") from e
         finally:  # Ray's core installs its own fatal-signal handlers; ours must run so that cleanup happens
             for sig, handler in handlers.items():
                 if handler is not None and threading.current_thread() is threading.main_thread():
@@ -100,7 +101,7 @@ class RayPool:
         self.spec = dataclasses.replace(self.spec, device="cuda" if use_gpu else "cpu")
         return self.ray.remote(max_concurrency=2, **per_actor)(BatchActor)
 
-    def run(self, jobs: Iterator[Job], on_frames: Callable[[int], None], on_done: Callable[[Outcome], None]) -> None:
+    def run(self, jobs: Iterator[Job], on_frames: Progress, on_done: Callable[[Outcome], None]) -> None:
         """Run every job on the actor pool; returns when all are done, raises on a fatal error."""
         job = next(jobs, None)
         if job is None:  # nothing to do: do not even start Ray

@@ -17,6 +17,7 @@ from typing import Literal, Protocol
 
 import torch
 
+from vidtwin_cli.callbacks import Progress, Warn
 from vidtwin_cli.errors import UsageError
 from vidtwin_cli.codec.runtime import cuda_device_count, resolve_device, resolve_precision
 from vidtwin_cli.batch.inputs import InputFile
@@ -30,7 +31,7 @@ RAY_DEVICES = ("cpu", "cuda", "auto")
 class Backend(Protocol):
     started: int  # worker processes / actors started
 
-    def run(self, jobs: Iterator[Job], on_frames: Callable[[int], None], on_done: Callable[[Outcome], None]) -> None: ...
+    def run(self, jobs: Iterator[Job], on_frames: Progress, on_done: Callable[[Outcome], None]) -> None: ...
 
 
 def usable_cores() -> int:
@@ -121,8 +122,8 @@ def run_batch(
     *,
     force: bool = False,
     on_file: Callable[[JobRecord, FileState], None] | None = None,
-    on_frames: Callable[[int], None] | None = None,
-    warn: Callable[[str], None] | None = None,
+    on_frames: Progress | None = None,
+    warn: Warn | None = None,
 ) -> BatchSummary:
     """Bring every (input, output) pair to done, recording each in `log`; `force` redoes finished ones."""
     started = time.perf_counter()

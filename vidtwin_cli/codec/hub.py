@@ -23,7 +23,8 @@ from pathlib import Path
 
 from huggingface_hub.utils import tqdm as hub_tqdm
 
-from vidtwin_cli.errors import ModelError, RuntimeFailure
+from vidtwin_cli.callbacks import Progress
+from vidtwin_cli.errors import ModelError, RuntimeFailure, one_line
 
 MODEL_FILENAME = "model.safetensors"  # our own format, used as it is
 OFFICIAL_CHECKPOINT = "vidtwin_structure_7_7_8_dynamics_7_8.ckpt"  # the released weights (the `release` preset)
@@ -35,7 +36,7 @@ _REVISION = re.compile(rf"{_PART}(/{_PART})*")
 _HASH_BLOCK = 1 << 22
 
 # stage name, total (None: unknown) -> advance(n); the CLI shows one progress bar per stage
-StageProgress = Callable[[str, int | None], Callable[[int], None]]
+StageProgress = Callable[[str, int | None], Progress]
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class HubRef:
         try:
             validate_repo_id(repo_id)
         except HFValidationError as e:
-            raise ModelError(f"{usage} ({' '.join(str(e).split())})") from e
+            raise ModelError(f"{usage} ({one_line(e)})") from e
         if filename and not filename.endswith(WEIGHT_SUFFIXES):
             raise ModelError(f"{usage} (the file must be a {' or '.join(WEIGHT_SUFFIXES)})")
         return cls(repo_id, revision or None, filename or None)
@@ -165,9 +166,9 @@ def download(ref: HubRef, filename: str, *, local_only: bool = False, progress: 
     except EntryNotFoundError as e:
         raise FileMissing(name, filename) from e
     except (HfHubHTTPError, OSError) as e:
-        raise RuntimeFailure(f"{name}: downloading {filename} failed ({' '.join(str(e).split())})") from e
+        raise RuntimeFailure(f"{name}: downloading {filename} failed ({one_line(e)})") from e
     except ValueError as e:  # huggingface_hub's own validation (HFValidationError and kin)
-        raise ModelError(f"{name}: {' '.join(str(e).split())}") from e
+        raise ModelError(f"{name}: {one_line(e)}") from e
     etag = path.resolve().name if path.is_symlink() else None
     return HubFile(HubRef(ref.repo_id, ref.revision, filename), _snapshot_commit(path, filename), path, etag)
 

@@ -3,8 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 
+from vidtwin_cli.callbacks import Warn
 from vidtwin_cli.codec.hub import StageProgress
 from vidtwin_cli.codec.runtime import ModelRunner, resolve_device, resolve_precision
 from vidtwin_cli.codec.weights import LoadedModel, resolve_model, resolve_recorded_model
@@ -26,7 +26,7 @@ class ModelSession:
         device: str = "cpu",
         precision: str = "fp32",
         batch_size: int = 1,
-        warn: Callable[[str], None] = log.warning,
+        warn: Warn = log.warning,
         compile: bool = False,
         progress: StageProgress | None = None,
     ) -> None:

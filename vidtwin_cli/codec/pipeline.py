@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -20,6 +20,7 @@ import torch
 
 from models import Latents
 
+from vidtwin_cli.callbacks import OnStart, Progress, Warn
 from vidtwin_cli.atomic import check_writable
 from vidtwin_cli.codec.model_session import ModelSession
 from vidtwin_cli.codec.options import DecodeOptions, EncodeOptions, VideoOutput
@@ -39,8 +40,6 @@ from vidtwin_cli.vtw.container import (
 from vidtwin_cli.vtw.entropy import latent_sigma, step_for_quality
 from vidtwin_cli.vtw.header import ENTROPY
 
-Progress = Callable[[int], None] | None
-OnStart = Callable[[int | None], None] | None
 VideoSource = Path | str | np.ndarray | torch.Tensor  # a file ("-": stdin) or (T, H, W, 3) uint8 frames
 LatentSource = Path | str | VtwFile  # a .vtw file ("-": stdin) or one in memory
 
@@ -106,7 +105,7 @@ def model_ref(loaded: LoadedModel) -> ModelRef:
     return ModelRef(loaded.spec, loaded.sha256, loaded.config, loaded.commit)
 
 
-def check_model(loaded: LoadedModel, header: VtwHeader, name: str, force: bool, warn: Callable[[str], None]) -> None:
+def check_model(loaded: LoadedModel, header: VtwHeader, name: str, force: bool, warn: Warn) -> None:
     """Refuse latents made by other weights (unless `force`, with a warning); other sizes never decode."""
     if loaded.config != header.model.config:
         raise ModelError(f"{name} was made with a different model config than {loaded.spec} "
@@ -123,7 +122,7 @@ def check_model(loaded: LoadedModel, header: VtwHeader, name: str, force: bool, 
 
 
 def _encoded_clips(video: VideoReader | FrameArray, geometry: Geometry, runner: ModelRunner, options: EncodeOptions,
-                   progress: Progress) -> Iterator[Latents]:  # fmt: skip
+                   progress: Progress | None) -> Iterator[Latents]:  # fmt: skip
     """The latents of every clip of `video` (the last clip padded), clip by clip."""
     generator = torch.Generator().manual_seed(options.seed or 0) if options.sample else None
     for clip, valid in iter_clips(video, runner.config.frames):
@@ -140,8 +139,8 @@ def encode_video(
     *,
     fps: float | Fraction | None = None,
     format: str | None = None,
-    progress: Progress = None,
-    on_start: OnStart = None,
+    progress: Progress | None = None,
+    on_start: OnStart | None = None,
 ) -> EncodeResult:
     """Encode a video file ("-" with `format`) or frames (with `fps`) to a .vtw at `dst` ("-" = stdout).
 
@@ -200,8 +199,8 @@ def encode_latents(
     *,
     fps: float | Fraction | None = None,
     format: str | None = None,
-    progress: Progress = None,
-    on_start: OnStart = None,
+    progress: Progress | None = None,
+    on_start: OnStart | None = None,
 ) -> VtwFile:
     """Encode a video file or frames to an in-memory `VtwFile`: the header and float32 latents.
 
@@ -245,7 +244,7 @@ class Stopwatch:
             self.seconds += time.perf_counter() - start
 
 
-def trimmed(clips: Iterable[np.ndarray], frame_count: int, progress: Progress = None) -> Iterator[np.ndarray]:
+def trimmed(clips: Iterable[np.ndarray], frame_count: int, progress: Progress | None = None) -> Iterator[np.ndarray]:
     """The frames of decoded clips (T, H, W, 3), the padded tail dropped: exactly `frame_count` frames."""
     left = frame_count
     for frames in clips:
@@ -256,7 +255,7 @@ def trimmed(clips: Iterable[np.ndarray], frame_count: int, progress: Progress = 
             progress(keep)
 
 
-def decoded_frames(latent: Latent, runner: ModelRunner, only: str | None = None, progress: Progress = None,
+def decoded_frames(latent: Latent, runner: ModelRunner, only: str | None = None, progress: Progress | None = None,
                    clock: Stopwatch | None = None) -> Iterator[np.ndarray]:  # fmt: skip
     """Frames (H, W, 3) uint8 of decoded latents, clip by clip, with the source's frame count.
 
@@ -320,7 +319,7 @@ def _timed_packets(reader: CodedReader) -> Iterator[tuple[float, int, list[Audio
 
 @contextlib.contextmanager
 def decoding(src: LatentSource, session: ModelSession, options: DecodeOptions,
-             on_start: OnStart = None) -> Iterator[tuple[Latent, ModelRunner]]:  # fmt: skip
+             on_start: OnStart | None = None) -> Iterator[tuple[Latent, ModelRunner]]:  # fmt: skip
     """Open latents and the model that may decode them (`--model`, else the one the file records)."""
     with open_latents(src) as latent:
         header = latent.header
@@ -332,7 +331,7 @@ def decoding(src: LatentSource, session: ModelSession, options: DecodeOptions,
 
 
 def iter_decoded(src: LatentSource, session: ModelSession, options: DecodeOptions = DecodeOptions(),
-                 progress: Progress = None, on_start: OnStart = None) -> Iterator[np.ndarray]:  # fmt: skip
+                 progress: Progress | None = None, on_start: OnStart | None = None) -> Iterator[np.ndarray]:  # fmt: skip
     """Decoded frames (H, W, 3) uint8 of a .vtw or in-memory latents, streamed clip by clip."""
     with decoding(src, session, options, on_start) as (latent, runner):
         yield from decoded_frames(latent, runner, options.only, progress)
@@ -345,8 +344,8 @@ def decode_vtw(
     options: DecodeOptions = DecodeOptions(),
     output: VideoOutput | None = None,
     *,
-    progress: Progress = None,
-    on_start: OnStart = None,
+    progress: Progress | None = None,
+    on_start: OnStart | None = None,
 ) -> DecodeResult:
     """Decode latents to a video with the source's frame count, timing and size."""
     started = time.perf_counter()
@@ -356,5 +355,5 @@ def decode_vtw(
         frames = decoded_frames(latent, runner, options.only, progress)
         count = write_frames(dst, header.video, header.geometry, frames, output or VideoOutput(), latent, session.warn)
     width, height = header.geometry.output_size
-    return DecodeResult(_source_name(src), str(dst), count, width, height, float(header.video.fps), options.only,
-                        time.perf_counter() - started)  # fmt: skip
+    return DecodeResult(_source_name(src), str(dst), count, width, height, float(header.video.fps),
+                        time.perf_counter() - started, options.only)  # fmt: skip

@@ -15,8 +15,8 @@ class JsonResult:
 
 
 @dataclass(frozen=True)
-class EncodeResult(JsonResult):
-    """A video encoded to a `.vtw` file."""
+class VideoJobResult(JsonResult):
+    """What every job between a video and its latents reports."""
 
     input: str
     output: str
@@ -24,18 +24,7 @@ class EncodeResult(JsonResult):
     width: int
     height: int
     fps: float
-    clips: int
-    tiles_per_clip: int
-    bytes: int
-    bitrate_kbps: float | None  # None for a zero-length video
-    compression_rate: float  # the paper's latent values / input values
-    compression_vs_raw: float | None  # raw RGB24 bytes / file bytes
-    latent_dtype: str
     seconds: float
-    step: float | None = None  # entropy coding: the quantisation step
-    keyint: int | None = None  # entropy coding: the key clip interval
-    bits_per_value: float | None = None  # file bytes · 8 / latent values
-    audio_tracks: int = 0  # audio streams kept as packets
 
     @property
     def frames_per_second(self) -> float:
@@ -43,21 +32,27 @@ class EncodeResult(JsonResult):
 
 
 @dataclass(frozen=True)
-class DecodeResult(JsonResult):
+class EncodeResult(VideoJobResult):
+    """A video encoded to a `.vtw` file."""
+
+    clips: int
+    tiles_per_clip: int
+    bytes: int
+    bitrate_kbps: float | None  # None for a zero-length video
+    compression_rate: float  # the paper's latent values / input values
+    compression_vs_raw: float | None  # raw RGB24 bytes / file bytes
+    latent_dtype: str
+    step: float | None = None  # entropy coding: the quantisation step
+    keyint: int | None = None  # entropy coding: the key clip interval
+    bits_per_value: float | None = None  # file bytes · 8 / latent values
+    audio_tracks: int = 0  # audio streams kept as packets
+
+
+@dataclass(frozen=True)
+class DecodeResult(VideoJobResult):
     """A `.vtw` decoded to a video file."""
 
-    input: str
-    output: str
-    frames: int
-    width: int
-    height: int
-    fps: float
     only: str | None
-    seconds: float
-
-    @property
-    def frames_per_second(self) -> float:
-        return self.frames / self.seconds
 
 
 @dataclass(frozen=True)

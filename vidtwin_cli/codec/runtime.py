@@ -40,6 +40,7 @@ from torch import nn
 from models import Latents, VidTwinAE
 from models.st_transformer import STBlock
 
+from vidtwin_cli.callbacks import Warn
 from vidtwin_cli.errors import RuntimeFailure, UsageError
 
 log = logging.getLogger(__name__)
@@ -154,7 +155,7 @@ class ModelRunner:
         device: torch.device,
         dtype: torch.dtype = torch.float32,
         batch_size: int = 1,
-        warn: Callable[[str], None] | None = None,
+        warn: Warn | None = None,
         compile: bool = False,
     ) -> None:
         if batch_size < 1:

@@ -20,12 +20,13 @@ import numpy as np
 
 from models import Latents
 
+from vidtwin_cli.callbacks import OnStart, Progress
 from vidtwin_cli.atomic import check_writable
 from vidtwin_cli.codec.model_session import ModelSession
 from vidtwin_cli.codec.options import EncodeOptions, SwapOptions, VideoOutput
 from vidtwin_cli.codec.pipeline import (
-    Latent, LatentSource, MemoryVtw, OnStart, Progress, check_model, decoded_frames, encode_latents, frame_times,
-    open_latents, trimmed, write_frames,
+    Latent, LatentSource, MemoryVtw, check_model, decoded_frames, encode_latents, frame_times, open_latents,
+    trimmed, write_frames,
 )  # fmt: skip
 from vidtwin_cli.codec.results import SwapResult
 from vidtwin_cli.codec.runtime import ModelRunner
@@ -69,7 +70,7 @@ def _same_grid(a: Geometry, b: Geometry) -> bool:
     return (a.fit, a.rows, a.cols) == (b.fit, b.rows, b.cols)
 
 
-def _on_grid(frames: Iterable[np.ndarray], geometry: Geometry, runner: ModelRunner, progress: Progress) -> Latents:
+def _on_grid(frames: Iterable[np.ndarray], geometry: Geometry, runner: ModelRunner, progress: Progress | None) -> Latents:
     """Latents of frames of any size, scaled to `geometry`'s source size and encoded on its tile grid."""
     encoded = []
     for clip, valid in iter_clips(frames, runner.config.frames):
@@ -80,7 +81,7 @@ def _on_grid(frames: Iterable[np.ndarray], geometry: Geometry, runner: ModelRunn
 
 
 def conform(src: SwapSource, latent: Latent | None, target: VtwHeader, runner: ModelRunner,
-            progress: Progress = None) -> Latent:  # fmt: skip
+            progress: Progress | None = None) -> Latent:  # fmt: skip
     """The dynamics source on the structure's tile grid: as it is when it already is on it, else its
     frames (decoded from `latent`, or read from the video file `src`) scaled and encoded again."""
     if latent is not None and _same_grid(latent.header.geometry, target.geometry):
@@ -115,8 +116,8 @@ def swap_vtw(
     options: SwapOptions = SwapOptions(),
     output: VideoOutput | None = None,
     *,
-    progress: Progress = None,
-    on_start: OnStart = None,
+    progress: Progress | None = None,
+    on_start: OnStart | None = None,
 ) -> SwapResult:
     """Structure of A with the dynamics of B: A's geometry, B's timeline; a `dst` ending in .vtw stores latents.
 

@@ -9,7 +9,8 @@ from typing import Annotated
 import typer
 
 from vidtwin_cli.bench.baseline import BASELINE_CODECS
-from vidtwin_cli.batch.bench_job import LPIPS_OFF, BenchSettings
+from vidtwin_cli.batch.bench_job import BenchSettings
+from vidtwin_cli.bench.lpips_weights import check_lpips_net
 from vidtwin_cli.batch.inputs import parse_shard, plan
 from vidtwin_cli.batch.jobs import DecodeSettings, EncodeSettings, Settings, WorkerSpec
 from vidtwin_cli.batch.local import LocalPool
@@ -51,7 +52,6 @@ ForceOption = Annotated[bool, typer.Option("--force", help="Redo every file, eve
 
 RAY_THREADS = 2  # CPUs per Ray actor unless --threads says otherwise
 NO_BASELINE = "none"
-LPIPS_NETS = ("alex", "vgg", LPIPS_OFF)
 
 
 def _run(settings: Settings, src: Path, out_dir: Path, manifest: Path | None, patterns: list[str] | None,
@@ -209,8 +209,7 @@ def bench(
     baselines = tuple(BASELINE_CODECS) if baseline is None else tuple(b for b in baseline if b != NO_BASELINE)
     if unknown := [b for b in baselines if b not in BASELINE_CODECS]:
         raise UsageError(f"--baseline {unknown[0]!r} is not one of {', '.join([*BASELINE_CODECS, NO_BASELINE])}")
-    if lpips not in LPIPS_NETS:
-        raise UsageError(f"--lpips must be one of {', '.join(LPIPS_NETS)}")
+    check_lpips_net(lpips)
     VideoBenchOptions(fit, dtype, repeat)  # checks --fit / --dtype / --repeat as `vidtwin bench` does
     precisions = list(dict.fromkeys(precision or ["fp32"]))
     settings = BenchSettings(tuple(precisions), fit, dtype, repeat, baselines, rd, lpips, lpips_every)

@@ -15,12 +15,11 @@ from vidtwin_cli.bench.speed import run_synthetic
 from vidtwin_cli.bench.video import VideoBenchOptions, run_videos, video_steps
 from vidtwin_cli.console import TaskProgress, err_console, print_json, progress_bar, warner
 from vidtwin_cli.errors import UsageError
-from vidtwin_cli.bench.lpips_weights import load_lpips
+from vidtwin_cli.bench.lpips_weights import check_lpips_net, lpips_for
 from vidtwin_cli.bench.plotting import plot_report, require_matplotlib
 from vidtwin_cli.codec.runtime import PRECISIONS, resolve_device
 from vidtwin_cli.commands.options import BatchOption, DeviceOption, JsonOption, ModelOption, QuietOption
 
-LPIPS_NETS = ("alex", "vgg", "off")
 
 
 def command(
@@ -58,8 +57,7 @@ def command(
         raise UsageError("--compile goes with --synthetic")
     if unknown := [b for b in baseline or [] if b not in BASELINE_CODECS]:
         raise UsageError(f"--baseline {unknown[0]!r} is not one of {', '.join(BASELINE_CODECS)}")
-    if lpips not in LPIPS_NETS:
-        raise UsageError(f"--lpips must be one of {', '.join(LPIPS_NETS)}")
+    check_lpips_net(lpips)
     if plot is not None:
         require_matplotlib()
     if threads:
@@ -76,7 +74,7 @@ def command(
                                    warn, compile)
         else:
             options = VideoBenchOptions(fit, dtype, repeat or 1, batch_size, tuple(baseline or BASELINE_CODECS), rd=rd,
-                                        lpips=None if lpips == "off" else load_lpips(lpips).to(dev), lpips_every=lpips_every)
+                                        lpips=lpips_for(lpips, dev), lpips_every=lpips_every)
             task.start(video_steps(options, len(precisions)) * len(inputs))
             with tempfile.TemporaryDirectory(prefix="vidtwin-bench-") as work:
                 report = run_videos(inputs, model, device, precisions, options, Path(work), task.advance, warn)
@@ -119,8 +117,10 @@ def tables(report: dict) -> list[Table]:
         rate = video["rate"][video["latent_dtype"]]
         rows = [(f"vidtwin {r['precision']}", rate["bytes"], rate["kbit_per_s"], r["quality"]) for r in video["runs"]]
         rows += [(b["codec"], b["bytes"], b["kbit_per_s"], b["quality"]) for b in video["baselines"]]
+        if resample := video.get("resample"):
+            rows.append((f"bicubic, {resample['values']:,} values", None, None, resample["quality"]))
         for name, nbytes, kbps, q in rows:
-            quality.add_row(name, f"{nbytes:,}", _f(kbps, ".0f"), _f(q["psnr"]["pooled"]), _f(q["ssim"]["mean"], ".3f"),
+            quality.add_row(name, _f(nbytes, ","), _f(kbps, ".0f"), _f(q["psnr"]["pooled"]), _f(q["ssim"]["mean"], ".3f"),
                             _f(q["lpips"] and q["lpips"]["mean"], ".3f"), _f(q["flicker_rmse"], ".1f"),
                             _f(q["clip_seam"] and q["clip_seam"]["ratio"]), _f(q["tile_seam"] and q["tile_seam"]["ratio"]))  # fmt: skip
         out.append(quality)

@@ -8,15 +8,12 @@ import typer
 from rich.table import Table
 
 from vidtwin_cli.console import err_console, print_json
+from vidtwin_cli.commands.options import JsonOption, ModelOption
 from vidtwin_cli.generation.weights import resolve_dit
 from vidtwin_cli.errors import UsageError
 from vidtwin_cli.codec.model_info import describe, describe_dit
 from vidtwin_cli.codec.weights import resolve_model
 
-ModelOption = Annotated[
-    str | None, typer.Option("--model", "-m", help="Preset name, .safetensors path or hub id org/name[@rev].")
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON object on stdout.")]
 DitOption = Annotated[str | None, typer.Option("--dit", help="Describe a latent DiT instead: preset name or DiT file.")]
 
 

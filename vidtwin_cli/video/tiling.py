@@ -1,7 +1,7 @@
 """Clips of video frames to model tiles and back, for the three fit modes of a `Geometry`.
 
-Model input is float32 in [-1, 1], channel-first per tile: (n_tiles, 3, T, tile, tile). Pixels map
-as x = u / 127.5 - 1, so the uint8 -> float -> uint8 round trip is exact (round, then clamp).
+Model input is float32 in [-1, 1], channel-first per tile: (n_tiles, 3, T, tile, tile); pixels map
+to that range as `video/pixels.py` says.
 """
 
 from __future__ import annotations
@@ -11,22 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from vidtwin_cli.video.info import Geometry
-
-HALF = 127.5  # uint8 midpoint: [0, 255] <-> [-1, 1]
-
-
-def _to_unit(clip: np.ndarray) -> torch.Tensor:
-    """(T, H, W, 3) uint8 -> (T, 3, H, W) float32 in [-1, 1]."""
-    if clip.ndim != 4 or clip.shape[-1] != 3 or clip.dtype != np.uint8:
-        raise ValueError(f"expected a (T, H, W, 3) uint8 clip, got {clip.shape} {clip.dtype}")
-    x = torch.from_numpy(np.ascontiguousarray(clip)).permute(0, 3, 1, 2).float()
-    return x / HALF - 1
-
-
-def _to_uint8(x: torch.Tensor) -> np.ndarray:
-    """(T, 3, H, W) float in [-1, 1] -> (T, H, W, 3) uint8, rounded to nearest and clamped."""
-    u = ((x.float() + 1) * HALF).round_().clamp_(0, 255).to(torch.uint8)
-    return u.permute(0, 2, 3, 1).contiguous().cpu().numpy()
+from vidtwin_cli.video.pixels import frames_to_unit, unit_to_frames
 
 
 def _resize(x: torch.Tensor, height: int, width: int) -> torch.Tensor:
@@ -65,7 +50,9 @@ def frames_to_tiles(clip: np.ndarray, geom: Geometry) -> torch.Tensor:
     if clip.shape[1:3] != (geom.height, geom.width):
         raise ValueError(f"clip frames are {clip.shape[2]}x{clip.shape[1]}, "
                          f"geometry expects {geom.width}x{geom.height}")
-    x = _to_unit(clip)  # (T, 3, H, W)
+    if clip.ndim != 4 or clip.shape[-1] != 3 or clip.dtype != np.uint8:
+        raise ValueError(f"expected a (T, H, W, 3) uint8 clip, got {clip.shape} {clip.dtype}")
+    x = frames_to_unit(clip)  # (T, 3, H, W)
     t, tile = x.shape[0], geom.tile
     if geom.fit == "resize":
         x = _resize(x, tile, tile)
@@ -101,4 +88,4 @@ def tiles_to_frames(tiles: torch.Tensor, geom: Geometry) -> np.ndarray:
         x = x[0].permute(1, 0, 2, 3)  # (T, 3, tile, tile)
         if geom.fit == "resize":
             x = _resize(x, geom.height, geom.width)
-    return _to_uint8(x)
+    return unit_to_frames(x)

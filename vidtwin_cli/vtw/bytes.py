@@ -16,7 +16,7 @@ from typing import Any
 
 import torch
 
-from vidtwin_cli.errors import ContainerError
+from vidtwin_cli.errors import ContainerError, one_line
 
 LENGTH_FIELD = 8  # u64 little-endian header length at the start of every safetensors file
 MAX_HEADER_BYTES = 1 << 20  # a .vtw header needs a few KiB; larger is hostile or not a .vtw
@@ -137,9 +137,3 @@ def short(value: object, limit: int = 60) -> str:
     """repr() cut to `limit` characters: hostile values stay readable in a one-line message."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def one_line(e: BaseException) -> str:
-    """The first line of an exception's message."""
-    lines = str(e).strip().splitlines()
-    return lines[0] if lines else type(e).__name__

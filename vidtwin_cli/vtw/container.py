@@ -37,7 +37,6 @@ from vidtwin_cli.vtw.bytes import (
     canonical_order,
     check_spans,
     header_bytes,
-    one_line,
     parse_header,
     tensor_bytes,
 )
@@ -56,7 +55,7 @@ from vidtwin_cli.vtw.header import (
 )
 from vidtwin_cli.vtw import chunks
 from vidtwin_cli.vtw.coded import CodedReader, CodedStats, CodedWriter, EntropyCoding, open_coded
-from vidtwin_cli.errors import ContainerError, InputError, RuntimeFailure, UsageError
+from vidtwin_cli.errors import ContainerError, InputError, RuntimeFailure, UsageError, one_line
 from vidtwin_cli.video.audio import AudioTrack
 from vidtwin_cli.video.info import Geometry, VideoInfo
 
