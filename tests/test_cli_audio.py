@@ -79,3 +79,12 @@ def test_a_container_that_cannot_hold_the_codec_gets_video_and_one_warning(cli, 
     else:
         assert kept == ["opus"] and result.stderr == ""
         assert audio_packets(tmp_path / "back.mkv") == audio_packets(src)
+
+
+def test_swap_carries_the_dynamics_audio(cli, tmp_path):
+    src = write_video_with_audio(tmp_path / "a.mp4", "aac")
+    assert cli(["encode", src, "-o", tmp_path / "a.vtw", "--model", "tiny", "-q"]).exit_code == 0
+    for out in ("ab.mkv", "ab.vtw"):
+        assert cli(["swap", tmp_path / "a.vtw", tmp_path / "a.vtw", "-o", tmp_path / out, "-q"]).exit_code == 0
+    assert audio_packets(tmp_path / "ab.mkv") == audio_packets(src)
+    assert json.loads(cli(["inspect", tmp_path / "ab.vtw", "--json"]).stdout)["audio"][0]["codec"] == "aac"
