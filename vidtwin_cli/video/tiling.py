@@ -35,7 +35,7 @@ def resize_clip(clip: np.ndarray, width: int, height: int) -> np.ndarray:
     """(T, H, W, 3) uint8 frames scaled to width×height (antialiased bilinear; the aspect ratio is not kept)."""
     if clip.shape[1:3] == (height, width):
         return clip
-    return _to_uint8(_resize(_to_unit(clip), height, width))
+    return unit_to_frames(_resize(frames_to_unit(clip), height, width))
 
 
 def frames_to_tiles(clip: np.ndarray, geom: Geometry) -> torch.Tensor:
