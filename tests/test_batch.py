@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
@@ -12,7 +13,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import REPO, run_cli, write_test_video
+from tests.conftest import REPO, dead_pid, run_cli, write_test_video
 from vidtwin_cli.vtw.container import verify_vtw
 from vidtwin_cli.video.io import VideoReader
 
@@ -135,14 +136,14 @@ def test_killed_run_resumes_to_every_output_valid(tmp_path):
     proc.send_signal(signal.SIGTERM)
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 143, stderr.decode()
-    assert "terminated" in stderr.decode()
+    assert "terminated (SIGTERM)" in stderr.decode()
     assert not [p for p in out.rglob(".*")], "no partial file may be left"
     done = _outputs(out)
     assert 1 <= len(done) < 10
     assert all(verify_vtw(p).valid for p in done.values())
     before = _mtimes(done)
     undone = next(f"clip{i}.vtw" for i in range(10) if f"clip{i}.vtw" not in done)
-    (out / f".{undone}.x1y2z3.vtw").write_bytes(b"half a file")  # what a SIGKILLed writer leaves behind
+    (out / f".{undone}.{socket.gethostname()}.{dead_pid()}.x1y2z3.vtw").write_bytes(b"half a file")  # a killed writer's
 
     result = run_cli(["batch", "encode", src, "-o", out, *TINY, "--json"])
     assert result.exit_code == 0, result.stderr

@@ -1,11 +1,16 @@
-"""Where human-facing output goes: stderr only, so stdout stays data."""
+"""Where human-facing output goes: stderr only, so stdout stays data.
+
+Strings from files and users (a `.vtw` header's model spec or tool name, a file name, an error
+message quoting either) are data, never terminal instructions: `shown` replaces control characters
+with visible escapes, and the stderr console never interprets rich markup or emoji codes in text.
+"""
 
 from __future__ import annotations
 
 import contextlib
 import json
 import logging
-import sys
+import unicodedata
 from collections.abc import Iterator
 from typing import Any
 
@@ -23,8 +28,43 @@ from rich.progress import (
 )
 from rich.text import Text
 
+from vidtwin_cli.atomic import stdout_text
 from vidtwin_cli.callbacks import Warn
 
+# Invisible characters that reorder or break the text around them ("Trojan Source" bidi controls,
+# line/paragraph separators); the other dangerous ones are in the categories below.
+INVISIBLE = frozenset("\u061c\u200e\u200f\u2028\u2029\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069")
+ESCAPED_CATEGORIES = ("Cc", "Cs")  # control characters (ESC, BEL, CR, C1 ...), lone surrogates
+
+
+def shown(text: str) -> str:
+    """`text` made safe for a terminal: every control character (ANSI/OSC escapes, carriage returns,
+    bells), lone surrogate and bidi control becomes a visible Python-style escape such as `\\x1b`.
+
+    Newlines and tabs stay (they only lay text out); one-line messages collapse them separately.
+    """
+    return "".join(
+        c.encode("unicode_escape", "backslashreplace").decode("ascii")
+        if c not in "\n\t" and (unicodedata.category(c) in ESCAPED_CATEGORIES or c in INVISIBLE) else c
+        for c in text
+    )
+
+
+def message_line(text: str) -> str:
+    """`shown(text)` on one line: runs of whitespace (newlines included) become one space."""
+    return " ".join(shown(text).split())
+
+
+class SafeConsole(Console):
+    """A rich console that shows every string as plain text: markup off, emoji codes off, `shown`.
+
+    Rich turns strings into renderables in `render_str` (print arguments, table cells), so
+    escaping there covers every string, whoever builds the renderable. Styles are applied with
+    `Text` objects and `style=`, never with markup in strings.
+    """
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(shown(text), **kwargs)
 
 
 class RateColumn(ProgressColumn):
@@ -40,15 +80,15 @@ class RateColumn(ProgressColumn):
 
 
 def err_console() -> Console:
-    """A console on stderr (rich would otherwise default to stdout)."""
-    return Console(stderr=True, highlight=False)
+    """The console on stderr (rich would otherwise default to stdout); see `SafeConsole`."""
+    return SafeConsole(stderr=True, highlight=False, markup=False, emoji=False)
 
 
 def warner(console: Console) -> Warn:
     """A `warn(message)` that prints one unwrapped `warning: message` line on `console`."""
 
     def warn(message: str) -> None:
-        console.print(f"warning: {message}", markup=False, highlight=False, soft_wrap=True)
+        console.print(f"warning: {message_line(message)}", soft_wrap=True)
 
     return warn
 
@@ -86,7 +126,7 @@ def progress_bar(console: Console, quiet: bool = False, unit: str = "frames") ->
     Disabled with `--quiet` and whenever stderr is not a terminal (CI logs, pipes).
     """
     return Progress(
-        TextColumn("[bold]{task.description}"),
+        TextColumn("{task.description}", style="bold", markup=False),  # descriptions are file names
         BarColumn(),
         MofNCompleteColumn(),
         TaskProgressColumn(),
@@ -103,8 +143,9 @@ def progress_bar(console: Console, quiet: bool = False, unit: str = "frames") ->
 
 def print_json(obj: Any) -> None:
     """Write the one machine-readable result object to stdout."""
-    sys.stdout.write(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
-    sys.stdout.flush()
+    out = stdout_text()
+    out.write(json.dumps(obj, indent=2, sort_keys=False, default=str) + "\n")
+    out.flush()
 
 
 class TaskProgress:
@@ -112,7 +153,7 @@ class TaskProgress:
 
     def __init__(self, progress: Progress, description: str) -> None:
         self._progress = progress
-        self._task = progress.add_task(description, total=None)
+        self._task = progress.add_task(shown(description), total=None)
 
     def start(self, total: int | None) -> None:
         self._progress.update(self._task, total=total)

@@ -234,18 +234,3 @@ def finished_output(job_input: Path, output: Path, spec: WorkerSpec) -> JobRecor
         return None
     return JobRecord(str(job_input), str(output), "ok", _file_size(job_input), _file_size(output), frames,
                      finished=utc_now())  # fmt: skip
-
-
-def hidden_names(folder: Path) -> list[str]:
-    """Names starting with '.' in `folder` (none if it does not exist)."""
-    return [name for name in os.listdir(folder) if name.startswith(".")] if folder.is_dir() else []
-
-
-def remove_temporaries(output: Path, hidden: list[str] | None = None) -> None:
-    """Delete the hidden temporaries a killed writer left beside `output` (see atomic.atomic_path).
-
-    `hidden`: `hidden_names(output.parent)`, when the caller has listed the folder already.
-    """
-    for name in hidden_names(output.parent) if hidden is None else hidden:
-        if name.startswith(f".{output.name}."):
-            (output.parent / name).unlink(missing_ok=True)

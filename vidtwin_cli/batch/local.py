@@ -26,8 +26,9 @@ from typing import Any
 
 import torch
 
+from vidtwin_cli.atomic import remove_temporaries
 from vidtwin_cli.callbacks import Progress
-from vidtwin_cli.batch.jobs import Job, JobCancelled, Outcome, Worker, WorkerSpec, lost, remove_temporaries
+from vidtwin_cli.batch.jobs import Job, JobCancelled, Outcome, Worker, WorkerSpec, lost
 
 IDLE_POLL_S = 1.0  # how often an idle worker checks that its parent is still there
 EVENT_POLL_S = 0.5  # how often the parent checks for dead workers while waiting

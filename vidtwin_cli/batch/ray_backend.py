@@ -21,9 +21,10 @@ from typing import Any
 
 import torch
 
+from vidtwin_cli.atomic import remove_temporaries
 from vidtwin_cli.callbacks import Progress, Warn
 from vidtwin_cli.errors import RuntimeFailure, UsageError, one_line
-from vidtwin_cli.batch.jobs import Job, JobCancelled, Outcome, Worker, WorkerSpec, lost, remove_temporaries
+from vidtwin_cli.batch.jobs import Job, JobCancelled, Outcome, Worker, WorkerSpec, lost
 
 INSTALL_HINT = "pip install 'vidtwin[ray]'"
 LOCAL = "local"  # --ray local: start a private Ray instance on this machine
@@ -153,7 +154,7 @@ class RayPool:
         for actor in [a for a, _ in in_flight.values()] + idle:
             ray.kill(actor)
         for _, job in in_flight.values():
-            remove_temporaries(job.output)  # only an actor killed mid-write leaves any
+            remove_temporaries(job.output, any_owner=True)  # only an actor killed mid-write leaves any; on any host
 
 
 def _first_line(e: BaseException) -> str:

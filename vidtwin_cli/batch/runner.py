@@ -21,7 +21,7 @@ from vidtwin_cli.callbacks import Progress, Warn
 from vidtwin_cli.errors import UsageError
 from vidtwin_cli.codec.runtime import cuda_device_count, resolve_device, resolve_precision
 from vidtwin_cli.batch.inputs import InputFile
-from vidtwin_cli.batch.jobs import Job, Outcome, WorkerSpec, finished_output, hidden_names, remove_temporaries
+from vidtwin_cli.batch.jobs import Job, Outcome, WorkerSpec, finished_output
 from vidtwin_cli.batch.manifest import JobLog, JobRecord
 
 FileState = Literal["ok", "failed", "skipped"]
@@ -134,8 +134,6 @@ def run_batch(
         if on_file:
             on_file(record, state)
 
-    hidden: dict[Path, list[str]] = {}  # dot-names per output folder, listed once (folders may hold many files)
-
     def jobs() -> Iterator[Job]:
         for item, dst in pairs:
             previous = log.get(str(item.path))
@@ -148,9 +146,6 @@ def run_batch(
                     log.put(found)
                 finish(found, "skipped")
                 continue
-            if dst.parent not in hidden:
-                hidden[dst.parent] = hidden_names(dst.parent)
-            remove_temporaries(dst, hidden[dst.parent])  # left by a run that was killed outright
             yield Job(item.path, dst, (previous.attempts if previous else 0) + 1)
 
     def done(outcome: Outcome) -> None:

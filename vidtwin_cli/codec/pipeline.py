@@ -31,7 +31,7 @@ from vidtwin_cli.errors import InputError, ModelError
 from vidtwin_cli.video.frames import FrameArray
 from vidtwin_cli.video.info import Geometry, VideoInfo
 from vidtwin_cli.video.io import VideoReader, VideoWriter, iter_clips
-from vidtwin_cli.video.tiling import frames_to_tiles, tiles_to_frames
+from vidtwin_cli.video.tiling import clip_frames, frames_to_tiles
 from vidtwin_cli.atomic import STDIO
 from vidtwin_cli.video.audio import AudioPacket, read_audio
 from vidtwin_cli.vtw.container import (
@@ -244,32 +244,44 @@ class Stopwatch:
             self.seconds += time.perf_counter() - start
 
 
-def trimmed(clips: Iterable[np.ndarray], frame_count: int, progress: Progress | None = None) -> Iterator[np.ndarray]:
-    """The frames of decoded clips (T, H, W, 3), the padded tail dropped: exactly `frame_count` frames."""
-    left = frame_count
-    for frames in clips:
-        keep = min(len(frames), left)
-        left -= keep
-        yield from frames[:keep]
+def trimmed(frames: Iterable[np.ndarray], frame_count: int, progress: Progress | None = None) -> Iterator[np.ndarray]:
+    """Decoded frames (H, W, 3), the padded tail of the last clip dropped: exactly `frame_count` frames."""
+    for index, frame in enumerate(frames):
+        if index == frame_count:
+            return
+        yield frame
         if progress:
-            progress(keep)
+            progress(1)
+
+
+def clip_decoded(runner: ModelRunner, latents: Latents, geometry: Geometry,
+                 only: str | None = None) -> Iterator[np.ndarray]:  # fmt: skip
+    """The T frames of one clip's latents (all its tiles), decoded one row of tiles at a time."""
+    cols = geometry.cols
+    rows = (runner.decode(latents.select(slice(r * cols, (r + 1) * cols)), only=only) for r in range(geometry.rows))
+    return clip_frames(rows, geometry)
 
 
 def decoded_frames(latent: Latent, runner: ModelRunner, only: str | None = None, progress: Progress | None = None,
                    clock: Stopwatch | None = None) -> Iterator[np.ndarray]:  # fmt: skip
-    """Frames (H, W, 3) uint8 of decoded latents, clip by clip, with the source's frame count.
+    """Frames (H, W, 3) uint8 of decoded latents, one at a time, with the source's frame count.
 
-    `clock` collects the time spent in the model and untiling.
+    Memory is bounded by one clip of uint8 frames (tile mode) or one frame (resize), whatever size
+    the file claims (`video/tiling.py`). `clock` collects the time spent in the model and untiling.
     """
     geometry = latent.header.geometry
 
-    def clips() -> Iterator[np.ndarray]:
+    def frames() -> Iterator[np.ndarray]:
         for latents in latent.iter_clips():
-            with clock.timing() if clock else contextlib.nullcontext():
-                frames = tiles_to_frames(runner.decode(latents, only=only), geometry)
-            yield frames
+            clip = clip_decoded(runner, latents, geometry, only)
+            while True:
+                with clock.timing() if clock else contextlib.nullcontext():
+                    frame = next(clip, None)
+                if frame is None:
+                    break
+                yield frame
 
-    return trimmed(clips(), latent.header.video.frame_count, progress)
+    return trimmed(frames(), latent.header.video.frame_count, progress)
 
 
 def write_frames(dst: Path | str, info: VideoInfo, geometry: Geometry, frames: Iterable[np.ndarray],
@@ -318,11 +330,15 @@ def _timed_packets(reader: CodedReader) -> Iterator[tuple[float, int, list[Audio
 
 
 @contextlib.contextmanager
-def decoding(src: LatentSource, session: ModelSession, options: DecodeOptions,
-             on_start: OnStart | None = None) -> Iterator[tuple[Latent, ModelRunner]]:  # fmt: skip
-    """Open latents and the model that may decode them (`--model`, else the one the file records)."""
+def decoding(src: LatentSource, session: ModelSession, options: DecodeOptions, on_start: OnStart | None = None,
+             output: VideoOutput | None = None) -> Iterator[tuple[Latent, ModelRunner]]:  # fmt: skip
+    """Open latents and the model that may decode them (`--model`, else the one the file records).
+
+    With `output`, frames larger than it allows are refused first, before the model loads."""
     with open_latents(src) as latent:
         header = latent.header
+        if output is not None:
+            output.check_size(header.geometry, latent.name)
         loaded, runner = session.load(header.model)
         check_model(loaded, header, latent.name, options.force, session.warn)
         if on_start:
@@ -350,10 +366,11 @@ def decode_vtw(
     """Decode latents to a video with the source's frame count, timing and size."""
     started = time.perf_counter()
     check_writable(Path(dst), (Path(src),) if isinstance(src, (str, Path)) else ())
-    with decoding(src, session, options, on_start) as (latent, runner):
+    output = output or VideoOutput()
+    with decoding(src, session, options, on_start, output) as (latent, runner):
         header = latent.header
         frames = decoded_frames(latent, runner, options.only, progress)
-        count = write_frames(dst, header.video, header.geometry, frames, output or VideoOutput(), latent, session.warn)
+        count = write_frames(dst, header.video, header.geometry, frames, output, latent, session.warn)
     width, height = header.geometry.output_size
     return DecodeResult(_source_name(src), str(dst), count, width, height, float(header.video.fps),
                         time.perf_counter() - started, options.only)  # fmt: skip

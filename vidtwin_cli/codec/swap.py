@@ -25,15 +25,15 @@ from vidtwin_cli.atomic import check_writable
 from vidtwin_cli.codec.model_session import ModelSession
 from vidtwin_cli.codec.options import EncodeOptions, SwapOptions, VideoOutput
 from vidtwin_cli.codec.pipeline import (
-    Latent, LatentSource, MemoryVtw, check_model, decoded_frames, encode_latents, frame_times, open_latents,
-    trimmed, write_frames,
+    Latent, LatentSource, MemoryVtw, check_model, clip_decoded, decoded_frames, encode_latents, frame_times,
+    open_latents, trimmed, write_frames,
 )  # fmt: skip
 from vidtwin_cli.codec.results import SwapResult
 from vidtwin_cli.codec.runtime import ModelRunner
 from vidtwin_cli.errors import InputError, ModelError
 from vidtwin_cli.video.info import Geometry, VideoInfo
 from vidtwin_cli.video.io import VideoReader, iter_clips
-from vidtwin_cli.video.tiling import frames_to_tiles, resize_clip, tiles_to_frames
+from vidtwin_cli.video.tiling import frames_to_tiles, resize_clip
 from vidtwin_cli.vtw.container import CodedReader, CodedWriter, EntropyCoding, Storage, VtwFile, VtwHeader, vtw_writer
 from vidtwin_cli.vtw.entropy import DEFAULT_KEYINT, DEFAULT_QUALITY, latent_sigma, step_for_quality
 from vidtwin_cli.vtw.header import ENTROPY
@@ -128,6 +128,7 @@ def swap_vtw(
     """
     started = time.perf_counter()
     as_vtw = Path(dst).suffix == ".vtw"
+    output = output or VideoOutput()
     check_writable(Path(dst), tuple(Path(s) for s in (a_src, b_src) if isinstance(s, (str, Path))))
     with contextlib.ExitStack() as stack:
         a_file, b_file = (stack.enter_context(open_latents(s)) if is_latents(s) else None for s in (a_src, b_src))
@@ -136,6 +137,8 @@ def swap_vtw(
             ha, hb = a_file.header.model, b_file.header.model
             raise ModelError(f"{a_file.name} and {b_file.name} come from different models "
                              f"({ha.spec} {ha.weights_sha256[:12]} vs {hb.spec} {hb.weights_sha256[:12]})")
+        if not as_vtw and a_file is not None:  # A's geometry is the output's
+            output.check_size(a_file.header.geometry, a_file.name)
         loaded, runner = session.load(files[0].header.model if files else None)
         for f in files:
             check_model(loaded, f.header, f.name, options.force, session.warn)
@@ -172,18 +175,19 @@ def swap_vtw(
             return SwapResult(a.name, b.name, str(dst), info.frame_count, swapped_clips, options.span, nbytes,
                               time.perf_counter() - started)  # fmt: skip
 
-        def clips() -> Iterator[np.ndarray]:
+        def frames() -> Iterator[np.ndarray]:
             nonlocal swapped_clips
             for i, lat_b in enumerate(b.iter_clips()):
                 lat, mask = mixed(i, lat_b)
-                frames = tiles_to_frames(runner.decode(lat), geometry) if mask.any() else None
-                if frames is None or not mask.all():
-                    own = tiles_to_frames(runner.decode(lat_b), geometry)
-                    frames = own if frames is None else np.where(mask[:, None, None, None], frames, own)
+                swapped = clip_decoded(runner, lat, geometry) if mask.any() else None
+                own = clip_decoded(runner, lat_b, geometry) if not mask.all() else None
                 swapped_clips += bool(mask.any())
-                yield frames
+                for inside_span in mask:  # frame by frame: the swap inside the span, B's own outside
+                    frame_swapped = next(swapped) if swapped is not None else None
+                    frame_own = next(own) if own is not None else None
+                    yield frame_swapped if inside_span else frame_own
 
-        count = write_frames(dst, info, geometry, trimmed(clips(), info.frame_count, progress), output or VideoOutput(),
+        count = write_frames(dst, info, geometry, trimmed(frames(), info.frame_count, progress), output,
                              b, session.warn)  # B's sound with B's timeline
     return SwapResult(a.name, b.name, str(dst), count, swapped_clips, options.span, None,
                       time.perf_counter() - started)  # fmt: skip

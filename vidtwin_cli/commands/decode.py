@@ -10,10 +10,11 @@ import typer
 from vidtwin_cli import api
 from vidtwin_cli.atomic import STDIO
 from vidtwin_cli.console import err_console, print_json, task_progress, warner
+from vidtwin_cli.codec.options import DEFAULT_MAX_SIDE
 from vidtwin_cli.errors import UsageError
 from vidtwin_cli.commands.options import (
     BatchOption, CodecOption, CompileOption, CrfOption, DeviceOption, ForceOption, FormatOption, JsonOption,
-    ModelOption, OnlyOption, PrecisionOption, QuietOption,
+    MaxSideOption, ModelOption, OnlyOption, PrecisionOption, QuietOption,
 )  # fmt: skip
 
 
@@ -29,12 +30,13 @@ def command(
     codec: CodecOption = "libx264",
     crf: CrfOption = None,
     format: FormatOption = None,
+    max_side: MaxSideOption = DEFAULT_MAX_SIDE,
     force: ForceOption = False,
     json_out: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Decode latents to video (the model recorded in the file unless --model is given)."""
-    options, video = api.DecodeOptions(only, force), api.VideoOutput(codec, crf, format)
+    options, video = api.DecodeOptions(only, force), api.VideoOutput(codec, crf, format, max_side)
     if str(output) == STDIO and json_out:
         raise UsageError("--json and -o - both want stdout; write the video to a file")
     err = err_console()

@@ -56,6 +56,8 @@ def command(
         print_json(result)
         return
     table = Table(title="vidtwin demo", show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
     for key, value in (
         ("model", result["model"]),
         ("clip", f"{SAMPLE_CLIP.name}: {result['frames']} frames {enc.width}x{enc.height}"),
@@ -67,5 +69,5 @@ def command(
         ("SSIM", f"{result['ssim']:.4f}"),
         ("time", f"encode {result['encode_seconds']:.1f} s, decode {result['decode_seconds']:.1f} s"),
     ):
-        table.add_row(f"[bold]{key}[/]", value)
+        table.add_row(key, value)
     err.print(table)

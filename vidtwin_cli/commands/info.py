@@ -29,6 +29,8 @@ def command(model: ModelOption = None, json_out: JsonOption = False, dit: DitOpt
         print_json(info)
         return
     table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
     shapes = info["latent_shapes"]
     rows = [
         ("model", f"{info['model']} ({info['source']})"),
@@ -41,7 +43,7 @@ def command(model: ModelOption = None, json_out: JsonOption = False, dit: DitOpt
         ("weights sha256", info["weights_sha256"]),
     ]
     for k, v in rows:
-        table.add_row(f"[bold]{k}[/]", v)
+        table.add_row(k, v)
     err_console().print(table)
 
 
@@ -61,6 +63,8 @@ def _show_dit(info: dict, json_out: bool) -> None:
         ("weights sha256", info["weights_sha256"]),
     ]
     table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
     for k, v in rows:
-        table.add_row(f"[bold]{k}[/]", v)
+        table.add_row(k, v)
     err_console().print(table)

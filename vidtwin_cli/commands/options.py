@@ -27,3 +27,5 @@ OnlyOption = Annotated[
     str | None, typer.Option("--only", help="Decode one latent alone: structure or dynamics.")
 ]
 VtwArgument = Annotated[Path, typer.Argument(metavar="FILE.vtw", help="A .vtw file, or - for stdin.")]
+MaxSideOption = Annotated[int, typer.Option(
+    "--max-side", help="Largest decoded frame side in pixels; larger .vtw files are refused (format limit 16384).")]

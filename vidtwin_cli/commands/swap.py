@@ -10,11 +10,12 @@ import typer
 from vidtwin_cli import api
 from vidtwin_cli.atomic import STDIO
 from vidtwin_cli.console import err_console, print_json, task_progress, warner
+from vidtwin_cli.codec.options import DEFAULT_MAX_SIDE
 from vidtwin_cli.errors import UsageError
 from vidtwin_cli.vtw.header import ENTROPY
 from vidtwin_cli.commands.options import (
     BatchOption, CodecOption, CompileOption, CrfOption, DeviceOption, ForceOption, FormatOption, JsonOption,
-    ModelOption, PrecisionOption, QuietOption,
+    MaxSideOption, ModelOption, PrecisionOption, QuietOption,
 )  # fmt: skip
 
 
@@ -32,12 +33,13 @@ def command(
     codec: CodecOption = "libx264",
     crf: CrfOption = None,
     format: FormatOption = None,
+    max_side: MaxSideOption = DEFAULT_MAX_SIDE,
     force: ForceOption = False,
     json_out: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Decode the structure latents of one video with the dynamics latents of another (any sizes)."""
-    options, video = api.SwapOptions(span, dtype, force), api.VideoOutput(codec, crf, format)
+    options, video = api.SwapOptions(span, dtype, force), api.VideoOutput(codec, crf, format, max_side)
     if STDIO in (str(structure), str(dynamics)):
         raise UsageError("swap reads two files; stdin is not supported here")
     if str(output) == STDIO and json_out:

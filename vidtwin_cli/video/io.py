@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import sys
 from collections.abc import Iterable, Iterator
 from fractions import Fraction
 from pathlib import Path
@@ -18,7 +17,7 @@ from types import TracebackType
 import av
 import numpy as np
 
-from vidtwin_cli.atomic import STDIO, atomic_path
+from vidtwin_cli.atomic import STDIO, atomic_path, stdin_bytes, stdout_bytes
 from vidtwin_cli.errors import InputError, RuntimeFailure, UsageError
 from vidtwin_cli.video.audio import AudioPacket, AudioTrack, add_tracks, mux_packets
 from vidtwin_cli.video.info import VideoInfo
@@ -131,7 +130,7 @@ class VideoReader:
 
     def _open(self) -> av.container.InputContainer:
         if str(self.src) == STDIO:
-            source: object = sys.stdin.buffer  # PyAV seeks only where `seekable()` says so: pipes work
+            source: object = stdin_bytes()  # PyAV seeks only where `seekable()` says so: pipes work
         else:
             path = Path(self.src)
             if path.is_dir():
@@ -355,17 +354,26 @@ class VideoWriter:
         stack = contextlib.ExitStack()
         try:
             if str(self.dst) == STDIO:
-                target: object = sys.stdout.buffer
+                target: object = stdout_bytes()
             else:
                 target = str(stack.enter_context(atomic_path(Path(self.dst))))
             self._container = self._open(target)
-            stack.callback(self._container.close)
+            stack.callback(self._close_after_error)
             self._stream = self._add_stream()
         except BaseException as e:
             stack.__exit__(type(e), e, e.__traceback__)
             raise
         self._stack = stack
         return self
+
+    def _close_after_error(self) -> None:
+        """Close the container on the way out of a failure (success closes it before, in `__exit__`).
+
+        An output that already failed (a closed pipe, a full disk) fails again while writing its
+        trailer; that second error must not replace the first, which is the one to report.
+        """
+        with contextlib.suppress(av.FFmpegError, OSError):
+            self._container.close()
 
     def _open(self, target: object) -> av.container.OutputContainer:
         options = PIPE_FORMATS.get(self.format, {}) if str(self.dst) == STDIO else {}
@@ -465,6 +473,6 @@ class VideoWriter:
                 raise
             stack.close()  # container, then the atomic rename
             if str(self.dst) == STDIO:
-                sys.stdout.buffer.flush()
+                stdout_bytes().flush()
         else:
             stack.__exit__(exc_type, exc, tb)
