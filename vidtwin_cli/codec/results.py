@@ -44,6 +44,10 @@ class EncodeResult(VideoJobResult):
     compression_rate: float  # the paper's latent values / input values
     compression_vs_raw: float | None  # raw RGB24 bytes / file bytes
     latent_dtype: str
+    step: float | None = None  # entropy coding: the quantisation step
+    keyint: int | None = None  # entropy coding: the key clip interval
+    bits_per_value: float | None = None  # file bytes · 8 / latent values
+    audio_tracks: int = 0  # audio streams kept as packets
 
 
 @dataclass(frozen=True)

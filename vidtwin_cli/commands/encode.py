@@ -12,6 +12,8 @@ from vidtwin_cli.atomic import STDIO
 from vidtwin_cli.console import TaskProgress, err_console, print_json, progress_bar, stages, warner
 from vidtwin_cli.errors import RuntimeFailure, UsageError, VidtwinError
 from vidtwin_cli.codec.runtime import AUTO
+from vidtwin_cli.vtw.entropy import DEFAULT_KEYINT, DEFAULT_QUALITY
+from vidtwin_cli.vtw.header import ENTROPY
 from vidtwin_cli.commands.options import (
     BatchOption, CompileOption, DeviceOption, FormatOption, JsonOption, ModelOption, PrecisionOption, QuietOption,
 )  # fmt: skip
@@ -38,7 +40,11 @@ def command(
     batch_size: BatchOption = 8,
     compile: CompileOption = False,
     fit: Annotated[str, typer.Option("--fit", help="tile (exact size), resize, or crop (official centre crop).")] = "tile",
-    dtype: Annotated[str, typer.Option("--dtype", help="Latent storage: fp16, bf16, fp32 or int8.")] = "fp16",
+    quality: Annotated[int, typer.Option("--quality", help="Entropy coding quality 1..12: higher is finer and larger.")] = DEFAULT_QUALITY,
+    step: Annotated[float | None, typer.Option("--step", help="Quantisation step in latent units (instead of --quality).")] = None,
+    keyint: Annotated[int, typer.Option("--keyint", help="A key clip every N clips; the others code their change from the clip before.")] = DEFAULT_KEYINT,
+    dtype: Annotated[str, typer.Option("--dtype", help="entropy (.vtw 2.0), or raw latents: fp16, bf16, fp32, int8 (.vtw 1.x).")] = ENTROPY,
+    no_audio: Annotated[bool, typer.Option("--no-audio", help="Leave the source's audio out.")] = False,
     sample: Annotated[bool, typer.Option("--sample", help="Store posterior samples instead of means.")] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed for --sample.")] = None,
     format: FormatOption = None,
@@ -46,7 +52,7 @@ def command(
     quiet: QuietOption = False,
 ) -> None:
     """Encode videos to compact structure/dynamics latents (.vtw)."""
-    options = api.EncodeOptions(fit, dtype, sample, seed)
+    options = api.EncodeOptions(fit, dtype, sample, seed, quality, step, keyint, audio=not no_audio)
     if len(inputs) > 1 and output is not None:
         raise UsageError("-o takes a single input; use --out-dir for several")
     if out_dir is not None and not out_dir.is_dir():
@@ -87,7 +93,8 @@ def command(
     elif not quiet:
         for r in results:
             err.print(f"{r.input} -> {r.output}: {r.frames} frames, {r.bytes:,} bytes "
-                      f"({r.compression_vs_raw:.0f}x vs raw RGB), {r.frames_per_second:.1f} frames/s on {r.device} ({r.precision})",
+                      f"({r.bits_per_value:.2f} bits/value, {r.compression_vs_raw:.0f}x vs raw RGB), "
+                      f"{r.frames_per_second:.1f} frames/s on {r.device} ({r.precision})",
                       markup=False, soft_wrap=True)  # fmt: skip
     if failures:
         raise RuntimeFailure(f"{len(failures)} of {len(jobs)} inputs failed")

@@ -35,8 +35,19 @@ def command(file: VtwArgument, json_out: JsonOption = False) -> None:
                     f"{info['latent_dtype']}, {sampling}"),
     ]
     rows += [(f"  {name}", f"{t['dtype']} {tuple(t['shape'])}, {t['bytes']:,} B") for name, t in info["tensors"].items()]
+    if "coding" in info:
+        rows.append(("coding", f"step {info['coding']['step']:.4g}, key clip every {info['key_interval']} clips "
+                               f"({info['key_clips']} key clips)"))
+        rows += [(f"  {name}", f"{s['bytes']:,} B, {s['bits_per_value']:.2f} bits/value") for name, s in info["streams"].items()]
+        parts = ", ".join(f"{kind} {n:,} B" for kind, n in info["chunks"].items())
+        rows.append(("size", f"{info['file_bytes']:,} B ({parts})"))
+    else:
+        rows.append(("size", f"{info['file_bytes']:,} B ({info['tensor_bytes']:,} B tensors + {info['overhead_bytes']:,} B header)"))
+    rows += [(f"audio {i}", f"{t['codec']}, {t['sample_rate']} Hz, {t['layout']} (packets kept as they were)")
+             for i, t in enumerate(info["audio"])]
+    per_second = "n/a" if info["bytes_per_second"] is None else f"{info['bytes_per_second']:,.0f} B/s"
     rows += [
-        ("size", f"{info['file_bytes']:,} B ({info['tensor_bytes']:,} B tensors + {info['overhead_bytes']:,} B header)"),
+        ("rate", f"{info['bits_per_value']:.3f} bits/value (every byte of the file), {per_second}"),
         ("bitrate equivalent", bitrate),
         ("compression", f"{info['compression_vs_raw']:,.1f}× vs raw RGB24; "
                         f"paper rate {100 * info['compression_rate']:.3f}%"),

@@ -13,6 +13,7 @@ from vidtwin_cli.console import err_console, print_json, task_progress, warner
 from vidtwin_cli.codec.options import DEFAULT_MAX_SIDE
 from vidtwin_cli.errors import UsageError
 from vidtwin_cli.codec.runtime import AUTO
+from vidtwin_cli.vtw.header import ENTROPY
 from vidtwin_cli.commands.options import (
     BatchOption, CodecOption, CompileOption, CrfOption, DeviceOption, ForceOption, FormatOption, JsonOption,
     MaxSideOption, ModelOption, PrecisionOption, QuietOption,
@@ -24,7 +25,7 @@ def command(
     dynamics: Annotated[Path, typer.Argument(help=".vtw or video whose dynamics (motion) drive it; its timeline is used.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Video file, or .vtw to store the swapped latents.")],
     span: Annotated[str | None, typer.Option("--range", help="Swap only START:END (seconds of the dynamics video).")] = None,
-    dtype: Annotated[str, typer.Option("--dtype", help="Latent storage for .vtw output.")] = "fp16",
+    dtype: Annotated[str, typer.Option("--dtype", help="Latent storage for .vtw output: entropy (the dynamics file's step) or fp16, bf16, fp32, int8.")] = ENTROPY,
     model: ModelOption = None,
     device: DeviceOption = AUTO,
     precision: PrecisionOption = AUTO,

@@ -19,6 +19,7 @@ import numpy as np
 
 from vidtwin_cli.atomic import STDIO, atomic_path, stdin_bytes, stdout_bytes
 from vidtwin_cli.errors import InputError, RuntimeFailure, UsageError
+from vidtwin_cli.video.audio import AudioPacket, AudioTrack, add_tracks, mux_packets
 from vidtwin_cli.video.info import VideoInfo
 
 log = logging.getLogger(__name__)
@@ -346,6 +347,8 @@ class VideoWriter:
         self.pix_fmt = _pixel_format(self._codec, width, height)
         self.frames_written = 0
         self._stack: contextlib.ExitStack | None = None
+        self._audio: list = []  # output streams of `add_audio`, None where the container refused the codec
+        self._tracks: list[AudioTrack] = []
 
     def __enter__(self) -> VideoWriter:
         stack = contextlib.ExitStack()
@@ -409,6 +412,23 @@ class VideoWriter:
         else:
             self._durations = None
         return stream
+
+    def add_audio(self, tracks: list[AudioTrack]) -> list[str]:
+        """Streams for the source's audio tracks (before the first frame); returns the codecs the container refused."""
+        if self.frames_written:
+            raise ValueError("audio tracks must be added before the first frame")
+        self._audio, refused = add_tracks(self._container, tracks)
+        self._tracks = tracks
+        return refused
+
+    def mux_audio(self, track: int, packets: list[AudioPacket]) -> None:
+        """Mux stored packets of track `track` unchanged (skipped when the container refused the track)."""
+        if self._audio[track] is None:
+            return
+        try:
+            mux_packets(self._container, self._audio[track], self._tracks[track], packets)
+        except (av.FFmpegError, OSError) as e:
+            raise RuntimeFailure(f"{self.name}: cannot write audio ({_reason(e)})") from e
 
     def write(self, frame: np.ndarray) -> None:
         """Encode one (height, width, 3) uint8 RGB frame."""
