@@ -6,6 +6,7 @@ import contextlib
 import json
 import sys
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -100,3 +101,11 @@ def task_progress(console: Console, description: str, quiet: bool = False, unit:
     """One progress bar on stderr for one piece of work (e.g. one file's frames)."""
     with progress_bar(console, quiet, unit) as progress:
         yield TaskProgress(progress, description)
+
+
+def report_kept(path: Path | str, json_out: bool, quiet: bool) -> None:
+    """Say that an existing output was left alone (`-n`): one line on stderr, or the JSON result."""
+    if json_out:
+        print_json({"output": str(path), "skipped": "exists (-n)"})
+    elif not quiet:
+        err_console().print(f"{path}: exists; left as it is (-n)", markup=False, soft_wrap=True)

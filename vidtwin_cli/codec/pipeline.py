@@ -20,7 +20,7 @@ import torch
 
 from models import Latents
 
-from vidtwin_cli.atomic import check_writable
+from vidtwin_cli.atomic import STDIO, check_writable
 from vidtwin_cli.codec.model_session import ModelSession
 from vidtwin_cli.codec.options import DecodeOptions, EncodeOptions, VideoOutput
 from vidtwin_cli.codec.results import DecodeResult, EncodeResult
@@ -161,6 +161,7 @@ def encode_video(
         tiles_per_clip=header.tiles_per_clip, bytes=nbytes,
         bitrate_kbps=summary["bitrate_bps"] / 1000 if summary["bitrate_bps"] else None,
         compression_rate=summary["compression_rate"], compression_vs_raw=summary["compression_vs_raw"],
+        input_bytes=Path(src).stat().st_size if isinstance(src, (str, Path)) and str(src) != STDIO else None,
         latent_dtype=options.dtype, seconds=time.perf_counter() - started,
     )  # fmt: skip
 

@@ -18,7 +18,10 @@ from vidtwin_cli.errors import UsageError
 from vidtwin_cli.bench.lpips_weights import load_lpips
 from vidtwin_cli.bench.plotting import plot_report, require_matplotlib
 from vidtwin_cli.codec.runtime import PRECISIONS, resolve_device
-from vidtwin_cli.commands.options import BatchOption, DeviceOption, JsonOption, ModelOption, QuietOption
+from vidtwin_cli.atomic import Existing
+from vidtwin_cli.commands.options import (
+    BatchOption, DeviceOption, JsonOption, ModelOption, NoOverwriteOption, OverwriteOption, QuietOption,
+)  # fmt: skip
 
 LPIPS_NETS = ("alex", "vgg", "off")
 
@@ -43,6 +46,8 @@ def command(
     lpips_every: Annotated[int, typer.Option("--lpips-every", min=1, help="LPIPS on every n-th frame.")] = 1,
     rd: Annotated[bool, typer.Option("--rd", help="Sweep rates: every latent dtype and baseline CRFs.")] = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG of the results (needs matplotlib).")] = None,
+    overwrite: OverwriteOption = False,
+    never: NoOverwriteOption = False,
     json_out: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -62,6 +67,9 @@ def command(
         raise UsageError(f"--lpips must be one of {', '.join(LPIPS_NETS)}")
     if plot is not None:
         require_matplotlib()
+        if Existing(overwrite, never).skip(plot):
+            err_console().print(f"{plot}: exists; left as it is (-n), no plot written", markup=False, soft_wrap=True)
+            plot = None
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device)

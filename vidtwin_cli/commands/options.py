@@ -27,3 +27,7 @@ OnlyOption = Annotated[
     str | None, typer.Option("--only", help="Decode one latent alone: structure or dynamics.")
 ]
 VtwArgument = Annotated[Path, typer.Argument(metavar="FILE.vtw", help="A .vtw file, or - for stdin.")]
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", "-y", help="Replace outputs that already exist.")]
+NoOverwriteOption = Annotated[
+    bool, typer.Option("--no-overwrite", "-n", help="Never replace an existing output: leave it and skip that work.")
+]
