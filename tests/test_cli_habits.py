@@ -6,9 +6,11 @@ import json
 import os
 from pathlib import Path
 
+import av
+import numpy as np
 import pytest
 
-from .conftest import write_test_video
+from .conftest import render_frame, write_test_video
 
 TINY = ["--model", "tiny"]
 
@@ -76,3 +78,41 @@ def test_demo_writes_into_a_new_folder_and_says_where(cli, tmp_path, monkeypatch
     folder = Path(json.loads(result.stdout)["folder"])
     assert sorted(p.name for p in folder.iterdir()) == ["sample.decoded.mp4", "sample.vtw"]
     assert list(tmp_path.iterdir()) == [] and not folder.samefile(os.getcwd())
+
+
+def _with_audio(path: Path) -> Path:
+    """A 32×32, 6-frame H.264 video with an AAC sine track, written with PyAV."""
+    with av.open(str(path), "w") as c:
+        video = c.add_stream("libx264", rate=25)
+        video.width = video.height = 32
+        video.pix_fmt = "yuv420p"
+        audio = c.add_stream("aac", rate=44100)
+        for i in range(6):
+            c.mux(video.encode(av.VideoFrame.from_ndarray(render_frame(i, 32, 32), format="rgb24")))
+        tone = (0.2 * np.sin(np.arange(44100 // 4) * 2 * np.pi * 440 / 44100)).astype(np.float32)[None]
+        for start in range(0, tone.shape[1] - 1024, 1024):
+            frame = av.AudioFrame.from_ndarray(tone[:, start:start + 1024], format="fltp", layout="mono")
+            frame.sample_rate, frame.pts = 44100, start
+            c.mux(audio.encode(frame))
+        c.mux(video.encode())
+        c.mux(audio.encode())
+    return path
+
+
+def test_warnings_say_what_is_lost(cli, tmp_path, clip):
+    silent = cli(["encode", clip, "-o", tmp_path / "a.vtw"])  # the bundled model, no audio, whole picture
+    assert silent.exit_code == 0 and "warning:" not in silent.stderr, silent.stderr
+
+    loud = cli(["encode", _with_audio(tmp_path / "loud.mp4"), "-o", tmp_path / "b.vtw"])
+    assert loud.exit_code == 0 and "has audio" in loud.stderr and loud.stderr.count("warning:") == 1, loud.stderr
+
+    wide = write_test_video(tmp_path / "wide.mp4", 96, 64, 6)
+    cropped = cli(["encode", wide, "-o", tmp_path / "c.vtw", "--fit", "crop"])
+    assert cropped.exit_code == 0 and "--fit crop" in cropped.stderr and "64x64" in cropped.stderr, cropped.stderr
+
+    untrained = cli(["encode", clip, "-o", tmp_path / "d.vtw", *TINY])
+    assert untrained.exit_code == 0 and "untrained preset" in untrained.stderr
+    assert json.loads(cli(["info", *TINY, "--json"]).stdout)["trained"] is False
+    assert json.loads(cli(["info", "--json"]).stdout)["trained"] is True
+    shown = cli(["inspect", tmp_path / "d.vtw"])
+    assert shown.exit_code == 0 and "untrained preset" in shown.stderr

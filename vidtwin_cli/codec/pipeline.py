@@ -116,6 +116,16 @@ def check_model(loaded: LoadedModel, header: VtwHeader, name: str, force: bool, 
 # ---- encoding --------------------------------------------------------------------------------
 
 
+def note_dropped(video: VideoReader | FrameArray, geometry: Geometry, warn: Callable[[str], None]) -> None:
+    """Say once what the .vtw will not have: the source's audio, and (`--fit crop`) its full picture."""
+    if video.audio_streams:
+        warn(f"{video.name} has audio; the .vtw keeps video only, so the decoded video will be silent")
+    if geometry.fit == "crop" and geometry.output_size != (video.width, video.height):
+        width, height = geometry.output_size
+        warn(f"--fit crop scales the {video.width}x{video.height} frames and keeps their centre square: the decoded "
+             f"video will be {width}x{height} (--fit tile keeps the whole picture at its size)")
+
+
 def _encoded_clips(video: VideoReader | FrameArray, geometry: Geometry, runner: ModelRunner, options: EncodeOptions,
                    progress: Progress) -> Iterator[Latents]:  # fmt: skip
     """The latents of every clip of `video` (the last clip padded), clip by clip."""
@@ -146,6 +156,7 @@ def encode_video(
     with open_video(src, fps, format) as video:  # a bad input fails here, before the model loads
         loaded, runner = session.load()
         geometry = Geometry.plan(video.width, video.height, loaded.config.image_size, options.fit)
+        note_dropped(video, geometry, session.warn)
         if on_start:
             on_start(video.estimated_frames)
         with VtwWriter(dst, model_ref(loaded), geometry, options.dtype, sampled=options.sample,

@@ -34,7 +34,7 @@ def command(model: ModelOption = None, json_out: JsonOption = False, dit: DitOpt
     table = Table(show_header=False, box=None)
     shapes = info["latent_shapes"]
     rows = [
-        ("model", f"{info['model']} ({info['source']})"),
+        ("model", f"{info['model']} ({info['source']}{'' if info['trained'] else '; untrained: seeded random weights'})"),
         ("parameters", f"{info['parameters']:,} ({info['parameters_used']:,} used in forward)"),
         ("clip (C, T, H, W)", str(tuple(info["clip_shape"]))),
         ("structure latent", str(tuple(shapes["structure"]))),

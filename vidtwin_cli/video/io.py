@@ -95,6 +95,7 @@ class VideoReader:
     time_base: Fraction
     codec: str
     estimated_frames: int | None  # from the header, for progress bars only (AVI drop frames make it too high)
+    audio_streams: int  # audio streams beside the video (not decoded here)
 
     def __init__(self, src: Path | str, format: str | None = None) -> None:
         if str(src) == STDIO and not format:
@@ -158,6 +159,7 @@ class VideoReader:
         if not container.streams.video:
             raise InputError(f"{self.name}: has no video stream")
         stream = container.streams.video[0]
+        self.audio_streams = len(container.streams.audio)
         if stream.codec_context is None:
             raise InputError(f"{self.name}: no decoder for its video codec")
         stream.thread_type = "AUTO"
