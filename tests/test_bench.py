@@ -135,3 +135,10 @@ def test_x265_is_not_offered_for_frames_it_would_crash_on():
     """x265 corrupts its heap on some frames under 64 px wide; the bench leaves it out there, not the process."""
     assert "libx265" not in available_codecs(40)
     assert ("libx265" in available_codecs(64)) == ("libx265" in available_codecs())
+
+
+def test_tables_are_not_cut_to_80_columns_in_a_log(cli):
+    r = cli(["bench", "--synthetic", "--preset", "tiny", "--repeat", "1", "--warmup", "0"])
+    assert r.exit_code == 0, r.stderr
+    header = next(line for line in r.stderr.splitlines() if "precision" in line)
+    assert "of sustained" in header and "RSS MiB" in header and "…" not in r.stderr

@@ -38,9 +38,15 @@ class RateColumn(ProgressColumn):
         return Text("" if speed is None else f"{speed:.1f} {self.unit}/s")
 
 
+PIPED_WIDTH = 200  # columns for tables when stderr is a log or a pipe (rich would cut them to 80)
+
+
 def err_console() -> Console:
-    """A console on stderr (rich would otherwise default to stdout)."""
-    return Console(stderr=True, highlight=False)
+    """A console on stderr (rich would otherwise default to stdout); not cut to 80 columns when piped."""
+    console = Console(stderr=True, highlight=False)
+    if not console.is_terminal:
+        console.width = PIPED_WIDTH
+    return console
 
 
 def warner(console: Console) -> Callable[[str], None]:

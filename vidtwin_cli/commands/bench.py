@@ -126,10 +126,13 @@ def tables(report: dict) -> list[Table]:
             quality.add_column(col, justify="right")
         rate = video["rate"][video["latent_dtype"]]
         rows = [(f"vidtwin {r['precision']}", rate["bytes"], rate["kbit_per_s"], r["quality"]) for r in video["runs"]]
-        rows += [(b["codec"], b["bytes"], b["kbit_per_s"], b["quality"]) for b in video["baselines"]]
+        rows += [(b["codec"] if b["matched"] else f"{b['codec']} (missed size*)", b["bytes"], b["kbit_per_s"], b["quality"])
+                 for b in video["baselines"]]  # fmt: skip
         for name, nbytes, kbps, q in rows:
             quality.add_row(name, f"{nbytes:,}", _f(kbps, ".0f"), _f(q["psnr"]["pooled"]), _f(q["ssim"]["mean"], ".3f"),
                             _f(q["lpips"] and q["lpips"]["mean"], ".3f"), _f(q["flicker_rmse"], ".1f"),
                             _f(q["clip_seam"] and q["clip_seam"]["ratio"]), _f(q["tile_seam"] and q["tile_seam"]["ratio"]))  # fmt: skip
+        if not all(b["matched"] for b in video["baselines"]):
+            quality.caption = "* no setting of the encoder reached the .vtw's size within the tolerance (JSON: matched false)"
         out.append(quality)
     return out
