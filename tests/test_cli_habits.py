@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import json
 import os
+from fractions import Fraction
 from pathlib import Path
 
 import av
 import numpy as np
 import pytest
+
+from vidtwin_cli.vtw.container import read_vtw
 
 from .conftest import render_frame, write_test_video
 
@@ -116,3 +119,30 @@ def test_warnings_say_what_is_lost(cli, tmp_path, clip):
     assert json.loads(cli(["info", "--json"]).stdout)["trained"] is True
     shown = cli(["inspect", tmp_path / "d.vtw"])
     assert shown.exit_code == 0 and "untrained preset" in shown.stderr
+
+
+def test_start_duration_and_frames_cut_like_ffmpeg(cli, tmp_path):
+    src = write_test_video(tmp_path / "long.mp4", 32, 32, 48, fps=Fraction(24))  # 2 s
+    cut = cli(["encode", src, "-o", tmp_path / "cut.vtw", *TINY, "-ss", "0.5", "-t", "1", "--json"])
+    assert cut.exit_code == 0, cut.stderr
+    assert json.loads(cut.stdout)["frames"] == 24  # frames 12..35
+    first = cli(["encode", src, "-o", tmp_path / "first.vtw", *TINY, "--frames", "5", "--json"])
+    assert json.loads(first.stdout)["frames"] == 5
+    assert cli(["decode", tmp_path / "cut.vtw", "-o", tmp_path / "cut.mp4"]).exit_code == 0
+    with av.open(str(tmp_path / "cut.mp4")) as c:
+        assert (len(list(c.decode(video=0))), c.streams.video[0].average_rate) == (24, 24)
+    late = cli(["encode", src, "-o", tmp_path / "late.vtw", *TINY, "--start", "5"])
+    assert late.exit_code == 2 and "--start" in late.stderr and not (tmp_path / "late.vtw").exists()
+    bad = cli(["encode", src, "-o", tmp_path / "bad.vtw", *TINY, "--duration", "0"])
+    assert bad.exit_code == 2 and "--duration" in bad.stderr
+
+
+def test_batch_encode_trims_every_file(cli, tmp_path):
+    src = tmp_path / "in"
+    src.mkdir()
+    for name in ("a", "b"):
+        write_test_video(src / f"{name}.mp4", 32, 32, 20)
+    result = cli(["batch", "encode", src, "-o", tmp_path / "out", *TINY, "--threads", "1", "--frames", "7", "--json"])
+    assert result.exit_code == 0, result.stderr
+    for name in ("a", "b"):
+        assert read_vtw(tmp_path / "out" / f"{name}.vtw").header.video.frame_count == 7

@@ -12,7 +12,7 @@ from typing import Literal
 
 from vidtwin_cli.errors import UsageError
 from vidtwin_cli.video.info import FitMode, VideoInfo, check_fit
-from vidtwin_cli.video.io import DEFAULT_CODEC, VideoWriter
+from vidtwin_cli.video.io import DEFAULT_CODEC, Trim, VideoWriter
 from vidtwin_cli.vtw.header import LatentDtype, check_latent_dtype
 
 Only = Literal["structure", "dynamics"]
@@ -30,6 +30,7 @@ class EncodeOptions:
     dtype: LatentDtype = "fp16"  # latent storage in the .vtw
     sample: bool = False  # posterior samples instead of means
     seed: int | None = None  # for `sample`
+    trim: Trim = Trim()  # the part of the video to encode (--start/--duration/--frames); all of it by default
 
     def __post_init__(self) -> None:
         check_fit(self.fit)

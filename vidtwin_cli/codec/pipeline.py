@@ -29,7 +29,7 @@ from vidtwin_cli.codec.weights import LoadedModel
 from vidtwin_cli.errors import InputError, ModelError
 from vidtwin_cli.video.frames import FrameArray
 from vidtwin_cli.video.info import Geometry, VideoInfo
-from vidtwin_cli.video.io import VideoReader, VideoWriter, iter_clips
+from vidtwin_cli.video.io import Trim, VideoReader, VideoWriter, iter_clips
 from vidtwin_cli.video.tiling import frames_to_tiles, tiles_to_frames
 from vidtwin_cli.vtw.container import ModelRef, VtwFile, VtwHeader, VtwReader, VtwWriter, describe_vtw, open_vtw
 
@@ -82,14 +82,16 @@ def open_latents(src: LatentSource) -> Iterator[Latent]:
         yield reader
 
 
-def open_video(src: VideoSource, fps: float | Fraction | None = None,
-               format: str | None = None) -> VideoReader | FrameArray:  # fmt: skip
-    """A video file ("-": stdin, with `format`) or an array of frames (with `fps`), ready for `with`."""
+def open_video(src: VideoSource, fps: float | Fraction | None = None, format: str | None = None,
+               trim: Trim = Trim()) -> VideoReader | FrameArray:  # fmt: skip
+    """A video file ("-": stdin, with `format`; the `trim`med part) or an array of frames (with `fps`), for `with`."""
     if isinstance(src, (np.ndarray, torch.Tensor)):
         if fps is None:
             raise InputError("encoding an array of frames needs its frame rate (fps)")
+        if not trim.whole:
+            raise InputError("trim an array of frames by slicing it")
         return FrameArray(src, fps)
-    return VideoReader(src, format)
+    return VideoReader(src, format, trim)
 
 
 def _source_name(src: VideoSource | LatentSource) -> str:
@@ -153,7 +155,7 @@ def encode_video(
     """
     started = time.perf_counter()
     check_writable(Path(dst), (Path(src),) if isinstance(src, (str, Path)) else ())
-    with open_video(src, fps, format) as video:  # a bad input fails here, before the model loads
+    with open_video(src, fps, format, options.trim) as video:  # a bad input fails here, before the model loads
         loaded, runner = session.load()
         geometry = Geometry.plan(video.width, video.height, loaded.config.image_size, options.fit)
         note_dropped(video, geometry, session.warn)
@@ -192,7 +194,7 @@ def encode_latents(
     The latents are the model's own float32 values; `options.dtype` applies when the file is written
     (`write_vtw`).
     """
-    with open_video(src, fps, format) as video:
+    with open_video(src, fps, format, options.trim) as video:
         loaded, runner = session.load()
         geometry = Geometry.plan(video.width, video.height, loaded.config.image_size, options.fit)
         if on_start:

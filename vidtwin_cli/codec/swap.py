@@ -140,6 +140,8 @@ def swap_vtw(
             ha, hb = a_file.header.model, b_file.header.model
             raise ModelError(f"{a_file.name} and {b_file.name} come from different models "
                              f"({ha.spec} {ha.weights_sha256[:12]} vs {hb.spec} {hb.weights_sha256[:12]})")
+        if b_file is not None and options.span:  # a bad --range fails before the model loads
+            parse_range(options.span, b_file.header.video.duration)
         loaded, runner = session.load(files[0].header.model if files else None)
         for f in files:
             check_model(loaded, f.header, f.name, options.force, session.warn)

@@ -12,7 +12,8 @@ from rich.table import Table
 
 from vidtwin_cli.bench.baseline import BASELINE_CODECS
 from vidtwin_cli.bench.speed import run_synthetic
-from vidtwin_cli.bench.video import VideoBenchOptions, run_videos, video_steps
+from vidtwin_cli.bench.video import VideoBenchOptions, run_videos, trimmed_copies, video_steps
+from vidtwin_cli.video.io import Trim
 from vidtwin_cli.console import TaskProgress, err_console, print_json, progress_bar, warner
 from vidtwin_cli.errors import UsageError
 from vidtwin_cli.bench.lpips_weights import load_lpips
@@ -20,7 +21,8 @@ from vidtwin_cli.bench.plotting import plot_report, require_matplotlib
 from vidtwin_cli.codec.runtime import PRECISIONS, resolve_device
 from vidtwin_cli.atomic import Existing
 from vidtwin_cli.commands.options import (
-    BatchOption, DeviceOption, JsonOption, ModelOption, NoOverwriteOption, OverwriteOption, QuietOption,
+    BatchOption, DeviceOption, DurationOption, FramesOption, JsonOption, ModelOption, NoOverwriteOption, OverwriteOption,
+    QuietOption, StartOption,
 )  # fmt: skip
 
 LPIPS_NETS = ("alex", "vgg", "off")
@@ -46,6 +48,9 @@ def command(
     lpips_every: Annotated[int, typer.Option("--lpips-every", min=1, help="LPIPS on every n-th frame.")] = 1,
     rd: Annotated[bool, typer.Option("--rd", help="Sweep rates: every latent dtype and baseline CRFs.")] = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG of the results (needs matplotlib).")] = None,
+    start: StartOption = 0.0,
+    duration: DurationOption = None,
+    frames: FramesOption = None,
     overwrite: OverwriteOption = False,
     never: NoOverwriteOption = False,
     json_out: JsonOption = False,
@@ -87,7 +92,8 @@ def command(
                                         lpips=None if lpips == "off" else load_lpips(lpips).to(dev), lpips_every=lpips_every)
             task.start(video_steps(options, len(precisions)) * len(inputs))
             with tempfile.TemporaryDirectory(prefix="vidtwin-bench-") as work:
-                report = run_videos(inputs, model, device, precisions, options, Path(work), task.advance, warn)
+                parts = trimmed_copies(inputs, Trim(start, duration, frames), Path(work))
+                report = run_videos(parts, model, device, precisions, options, Path(work), task.advance, warn)
     if plot is not None:
         plot_report(report, plot)
     if json_out:

@@ -15,8 +15,8 @@ from vidtwin_cli.console import TaskProgress, err_console, print_json, progress_
 from vidtwin_cli.errors import RuntimeFailure, UsageError, VidtwinError
 from vidtwin_cli.interrupts import Interrupted
 from vidtwin_cli.commands.options import (
-    BatchOption, CompileOption, DeviceOption, FormatOption, JsonOption, ModelOption, NoOverwriteOption, OverwriteOption,
-    PrecisionOption, QuietOption,
+    BatchOption, CompileOption, DeviceOption, DurationOption, FormatOption, FramesOption, JsonOption, ModelOption,
+    NoOverwriteOption, OverwriteOption, PrecisionOption, QuietOption, StartOption,
 )  # fmt: skip
 
 
@@ -67,13 +67,16 @@ def command(
     sample: Annotated[bool, typer.Option("--sample", help="Store posterior samples instead of means.")] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed for --sample.")] = None,
     format: FormatOption = None,
+    start: StartOption = 0.0,
+    duration: DurationOption = None,
+    frames: FramesOption = None,
     overwrite: OverwriteOption = False,
     never: NoOverwriteOption = False,
     json_out: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Encode videos to compact structure/dynamics latents (.vtw)."""
-    options = api.EncodeOptions(fit, dtype, sample, seed)
+    options = api.EncodeOptions(fit, dtype, sample, seed, api.Trim(start, duration, frames))
     if len(inputs) > 1 and output is not None:
         raise UsageError("-o takes a single input; use --out-dir for several")
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():

@@ -31,3 +31,8 @@ OverwriteOption = Annotated[bool, typer.Option("--overwrite", "-y", help="Replac
 NoOverwriteOption = Annotated[
     bool, typer.Option("--no-overwrite", "-n", help="Never replace an existing output: leave it and skip that work.")
 ]
+StartOption = Annotated[float, typer.Option("--start", "-ss", help="Skip the first SECONDS of each input (like ffmpeg -ss).")]
+DurationOption = Annotated[
+    float | None, typer.Option("--duration", "-t", help="Use only SECONDS of each input from --start (like ffmpeg -t).")
+]
+FramesOption = Annotated[int | None, typer.Option("--frames", help="Use at most N frames of each input from --start.")]
