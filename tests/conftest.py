@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import subprocess
 import tempfile
 from dataclasses import dataclass
 from fractions import Fraction
@@ -51,6 +52,13 @@ def run_cli(args: list[str], input: bytes | None = None) -> CliResult:
     with runner.isolation(input=input) as (out, err, *_):
         code = main([str(a) for a in args])
         return CliResult(code, out.getvalue(), err.getvalue().decode())
+
+
+def dead_pid() -> int:
+    """The id of a process that has exited (what a SIGKILLed writer's temporary names)."""
+    proc = subprocess.Popen(["true"])
+    proc.wait()
+    return proc.pid
 
 
 @pytest.fixture

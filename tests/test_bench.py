@@ -83,6 +83,7 @@ def test_synthetic_bench_json(cli):
     assert set(report["latent_bytes_per_clip"]) == {"fp16", "bf16", "fp32", "int8"}
 
 
+@pytest.mark.slow
 def test_video_bench_json_and_plot(cli, sample_video, tmp_path):
     pytest.importorskip("matplotlib")
     png = tmp_path / "bench.png"
@@ -101,6 +102,11 @@ def test_video_bench_json_and_plot(cli, sample_video, tmp_path):
     (x264,) = video["baselines"]
     assert x264["codec"] == "libx264" and x264["target_bytes"] == video["rate"]["fp16"]["bytes"]
     assert set(x264["quality"]) == QUALITY_KEYS
+    bicubic = video["resample"]  # the model's value count (3 clips of 6 frames × 4 tiles) spent on resampling
+    assert bicubic["model_values"] == 3 * 4 * PRESETS["tiny"].latent_values
+    assert bicubic["values"] == max(t["values"] for t in bicubic["tried"] if t["psnr"] == bicubic["quality"]["psnr"]["pooled"])
+    assert all(t["values"] <= bicubic["model_values"] for t in bicubic["tried"]) and len(bicubic["tried"]) == 3
+    assert set(bicubic["quality"]) == QUALITY_KEYS
     assert [p["latent_dtype"] for p in video["rd"]["vidtwin"]] == ["fp16", "bf16", "fp32", "int8"]
     assert len(video["rd"]["libx264"]) >= 5
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"

@@ -7,7 +7,7 @@ import json
 import numpy as np
 import pytest
 
-from vidtwin_cli.generation.labels import labels_from_folders, read_labels
+from vidtwin_cli.media import labels_from_folders, read_labels
 from vidtwin_cli.generation.synth import CLASSES, SynthSettings, classify_video, motion_direction, render
 from vidtwin_cli.video.io import VideoReader
 

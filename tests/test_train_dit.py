@@ -29,6 +29,7 @@ def train(cli, out, synth, cache, *extra):
     return cli(["train", "dit", "--out", out, "--data", synth, "--labels-from-folders", "--cache", cache, *TRAIN, *extra])
 
 
+@pytest.mark.slow
 def test_train_resume_and_generate(cli, tmp_path, synth, cache):
     straight = train(cli, tmp_path / "a", synth, cache, "--steps", 4, "--json")
     assert straight.exit_code == 0, straight.stderr

@@ -19,7 +19,8 @@ from vidtwin_cli.bench.lpips_weights import CKPT_NAMES, load_lpips
 from vidtwin_cli.codec.runtime import cpu_has_native_bf16
 from vidtwin_cli.training.ae_step import AutoencoderTask, fresh_model
 from vidtwin_cli.training.config import parse_set, read_config_file, resolve_config
-from vidtwin_cli.training.data import ClipDataset, list_videos, probe_videos
+from vidtwin_cli.media import list_videos
+from vidtwin_cli.training.data import ClipDataset, probe_videos
 from vidtwin_cli.training.distributed import DistContext
 from vidtwin_cli.training.loop import TrainingInterrupted, warmup_cosine
 from vidtwin_cli.training.ae_run import TrainRequest, train_autoencoder
@@ -78,6 +79,7 @@ def test_a_few_real_steps_lower_the_loss_on_a_fixed_batch(videos, alex_ckpt):
     assert logs[-1]["l1"] < logs[0]["l1"]
 
 
+@pytest.mark.slow
 def test_interrupt_then_resume_repeats_the_uninterrupted_run(tmp_path, videos, alex_ckpt):
     straight = tmp_path / "straight"
     summary = train_autoencoder(_request(straight, videos, alex_ckpt))
@@ -197,6 +199,7 @@ def _cli_command(*args) -> list[str]:
             *map(str, args)]  # fmt: skip
 
 
+@pytest.mark.slow
 def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, videos, alex_ckpt):
     out = tmp_path / "run"
     proc = subprocess.Popen(_cli_command("--data", videos, "--steps", 100000, "--out", out, "--lpips-weights", alex_ckpt),
@@ -214,6 +217,7 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, videos, alex_ckpt):
     assert (out / "checkpoints" / f"{name}.safetensors").is_file() and (out / "checkpoints" / f"{name}.state.pt").is_file()
 
 
+@pytest.mark.slow
 def test_ddp_two_cpu_processes(tmp_path, videos, alex_ckpt):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "vidtwin_cli",

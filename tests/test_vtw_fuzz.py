@@ -1,19 +1,23 @@
-"""Fuzz the .vtw reader: every mutated file must read as valid data or fail with ContainerError.
+"""Fuzz the .vtw reader and the commands that show files: every mutated file must read as valid data
+or fail with ContainerError, and `inspect`/`verify` must answer with their documented exit codes,
+one escaped line of error, no uncaught exception and no hang.
 
-VIDTWIN_FUZZ_ITERS sets the iteration count (default 300, about a second) and VIDTWIN_FUZZ_SEED the
+VIDTWIN_FUZZ_ITERS sets the iteration count (default 300, a few seconds) and VIDTWIN_FUZZ_SEED the
 seed (default 0); docs/vtw-format.md says how to run it longer. A failing case is kept as
 `failure-<iteration>.vtw` in the test's tmp_path and named in the failure message.
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import random
+import signal
 import struct
 import zlib
 from collections import Counter
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 
 import pytest
 import torch
@@ -21,12 +25,20 @@ import torch
 from vidtwin_cli.vtw.container import read_vtw, verify_vtw
 from vidtwin_cli.errors import ContainerError
 
+from .conftest import run_cli
 from .test_container import forge, tiny_vtw, unpack, vtw_bytes
 
 ITERATIONS = int(os.environ.get("VIDTWIN_FUZZ_ITERS", "300"))
 SEED = int(os.environ.get("VIDTWIN_FUZZ_SEED", "0"))
-HOSTILE_VALUES = [-1, 0, 1, 7, 2**63, 10**30, 1.5, -0.0, 1e308, "", "x" * 9, "fp16", None, True, [], {}, [1, 2], {"a": 1}]
+HANG_S = 20  # one mutant through the reader, inspect and verify; far beyond the ~10 ms they take
+HOSTILE_VALUES = [-1, 0, 1, 7, 2**63, 2**70, 10**30, 10**3999, 1.5, 64.7, -0.0, 1e308, "", "x" * 9, "fp16", "inf", "64",
+                  "\ud800", "[/]", "\x1b]8;;file:///etc/passwd\x07[link=file:///etc/passwd]x[/link]\x1b[2J", None, True,
+                  [], {}, [1, 2], [2**70, 1], [True, 1], {"a": 1}]
 JSON_BYTES = [b"{", b"}", b"[", b"]", b",", b":", b'"', b"0", b"-1", b"1e999", b"NaN", b"null", b"\\", b"\xff", b" "]
+HOSTILE_TEXTS = ["\x1b]8;;file:///etc/passwd\x07click\x1b]8;;\x07", "[link=file:///etc/passwd]x[/link]", "[/]", "[bold]",
+                 "\x1b[2J\x1b[31mred", "\r\x08\x07", "\u202eevil", "\ud800", ":smile:", "a\nb"]
+TEXT_FIELDS = [("model", "spec"), ("created_by", "tool"), ("created_by", "version"), ("video", "codec"),
+               ("provenance", "note")]
 TENSOR_DTYPES = ["F16", "BF16", "F32", "F64", "I8", "U8", "I64", "BOOL", "XYZ"]
 
 
@@ -83,9 +95,9 @@ def edit_tensor_table(data: bytes, rng: random.Random) -> bytes:
         entry["dtype"] = rng.choice(TENSOR_DTYPES)
     elif what == "shape":
         dim = rng.randrange(len(entry["shape"]))
-        entry["shape"][dim] = rng.choice([0, -1, entry["shape"][dim] + rng.choice([-1, 1]), 2**40, "3"])
+        entry["shape"][dim] = rng.choice([0, -1, entry["shape"][dim] + rng.choice([-1, 1]), 2**40, 10**3999, True, "3"])
     elif what == "offsets":
-        entry["data_offsets"][rng.randrange(2)] += rng.choice([-8, -1, 1, 8, 2**40])
+        entry["data_offsets"][rng.randrange(2)] += rng.choice([-8, -1, 1, 8, 2**40, 10**3999])
     elif what == "drop":
         del outer[name]
     else:
@@ -110,6 +122,27 @@ def resign_header_value(data: bytes, rng: random.Random) -> bytes:
     return forge(tensors, header)
 
 
+def resign_hostile_text(data: bytes, rng: random.Random) -> bytes:
+    """Put terminal escapes, rich markup or a lone surrogate into a string field shown by `inspect`, re-signed."""
+    tensors, header, _ = unpack(data)
+    parent, key = rng.choice(TEXT_FIELDS)
+    header[parent][key] = rng.choice(HOSTILE_TEXTS) + rng.choice(["", " tail"])
+    return forge(tensors, header)
+
+
+def resign_huge_number(data: bytes, rng: random.Random) -> bytes:
+    """A number with thousands of digits (or past 2**63) as a tensor dim or a header integer, re-signed."""
+    tensors, header, _ = unpack(data)
+    value = rng.choice([10**3999, -(10**3999), 2**64, 2**70])
+    if rng.random() < 0.5:
+        header[rng.choice(["clips", "tiles_per_clip", "seed"])] = value
+        return forge(tensors, header)
+    outer, rest = _split(forge(tensors, header))
+    entry = outer[rng.choice([k for k in outer if k != "__metadata__"])]
+    entry[rng.choice(["shape", "data_offsets"])][0] = value
+    return _join(outer, rest)
+
+
 def resign_tensor_bytes(data: bytes, rng: random.Random) -> bytes:
     """Flip bytes inside one tensor (NaN, infinity, negative scales...) and re-sign."""
     tensors, header, _ = unpack(data)
@@ -123,8 +156,38 @@ def resign_tensor_bytes(data: bytes, rng: random.Random) -> bytes:
 
 MUTATIONS: list[Callable[[bytes, random.Random], bytes]] = [
     truncate, flip_bytes, flip_header_bytes, corrupt_header_json, edit_tensor_table, resign_header_value,
-    resign_tensor_bytes,
+    resign_tensor_bytes, resign_hostile_text, resign_huge_number,
 ]
+
+
+class Hang(Exception):
+    pass
+
+
+@contextlib.contextmanager
+def time_limit(seconds: int) -> Iterator[None]:
+    def expire(signum: int, frame: object) -> None:
+        raise Hang(f"no answer within {seconds} s")
+
+    previous = signal.signal(signal.SIGALRM, expire)
+    signal.alarm(seconds)
+    try:
+        yield
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)
+
+
+def check_commands(path, valid: bool) -> None:
+    """`inspect` (its table) and `verify --json` on one file, in-process through the real entry point."""
+    inspect, verify = run_cli(["inspect", path]), run_cli(["verify", path, "--json"])
+    for r in (inspect, verify):
+        assert "error: unexpected" not in r.stderr and "Traceback" not in r.stderr, r.stderr
+        assert "\x1b" not in r.stderr and "\x07" not in r.stderr, r.stderr  # escapes from the file stay inert
+    assert (inspect.exit_code, verify.exit_code) == ((0, 0) if valid else (2, 1)), inspect.stderr + verify.stderr
+    assert json.loads(verify.stdout)["valid"] is valid  # the verdict is printed, valid or not
+    if not valid:
+        assert len(inspect.stderr.splitlines()) == 1 and inspect.stderr.startswith(f"error: {path}")
 
 
 def test_mutated_vtw_files_read_cleanly_or_raise_container_error(tmp_path):
@@ -137,20 +200,24 @@ def test_mutated_vtw_files_read_cleanly_or_raise_container_error(tmp_path):
         data = mutate(rng.choice(bases), rng)
         path.write_bytes(data)
         try:
-            vtw = read_vtw(path)
-        except ContainerError as e:
-            assert "\n" not in str(e) and str(e).startswith(str(path))
-            outcomes[mutate.__name__, "rejected"] += 1
-            assert verify_vtw(path).valid is False
-            continue
-        except Exception as e:  # anything but ContainerError is a reader bug: keep the file, name the case
+            with time_limit(HANG_S):
+                try:
+                    vtw = read_vtw(path)
+                except ContainerError as e:
+                    assert "\n" not in str(e) and str(e).startswith(str(path))
+                    outcomes[mutate.__name__, "rejected"] += 1
+                    assert verify_vtw(path).valid is False
+                    check_commands(path, valid=False)
+                    continue
+                for t in (vtw.latents.structure, vtw.latents.dynamics_x, vtw.latents.dynamics_y):
+                    assert t.dtype == torch.float32 and t.shape[0] == vtw.header.clips * vtw.header.tiles_per_clip
+                    assert torch.isfinite(t).all()
+                assert verify_vtw(path).valid is True
+                check_commands(path, valid=True)
+        except Exception as e:  # anything but ContainerError is a bug: keep the file, name the case
             kept = tmp_path / f"failure-{i}.vtw"
             kept.write_bytes(data)
             pytest.fail(f"seed {SEED} iteration {i} ({mutate.__name__}): {type(e).__name__}: {e} (file: {kept})")
-        for t in (vtw.latents.structure, vtw.latents.dynamics_x, vtw.latents.dynamics_y):
-            assert t.dtype == torch.float32 and t.shape[0] == vtw.header.clips * vtw.header.tiles_per_clip
-            assert torch.isfinite(t).all()
-        assert verify_vtw(path).valid is True
         outcomes[mutate.__name__, "read"] += 1
     assert sum(outcomes.values()) == ITERATIONS
     if ITERATIONS >= 10 * len(MUTATIONS):  # each mutation ran and was caught at least once

@@ -147,6 +147,7 @@ def test_convert_bad_input(tmp_path, cli, official_fixture, make, config, fragme
     assert not out.exists() and not list(tmp_path.glob(".out*"))
 
 
+@pytest.mark.slow
 def test_info_json_for_release_preset(cli):
     result = cli(["info", "--model", "release", "--json"])
     assert result.exit_code == 0, result.stderr

@@ -15,22 +15,24 @@ entry point.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from fractions import Fraction
 from pathlib import Path
 from typing import overload
 
 import numpy as np
 
+from vidtwin_cli.callbacks import OnStart, Progress, Warn
 from vidtwin_cli.codec.model_session import ModelSession
+from vidtwin_cli.codec.runtime import AUTO
 from vidtwin_cli.codec.options import DecodeOptions, EncodeOptions, SwapOptions, VideoOutput
 from vidtwin_cli.codec.pipeline import (
-    LatentSource, OnStart, Progress, VideoSource, decode_vtw, encode_latents, encode_video, iter_decoded,
+    LatentSource, VideoSource, decode_vtw, encode_latents, encode_video, iter_decoded,
 )  # fmt: skip
 from vidtwin_cli.codec.results import DecodeResult, EncodeResult, SwapResult
 from vidtwin_cli.codec.swap import SwapSource, swap_vtw
 from vidtwin_cli.codec.weights import DEFAULT_MODEL, SAMPLE_CLIP
-from vidtwin_cli.errors import ContainerError, InputError, ModelError, RuntimeFailure, UsageError, VidtwinError
+from vidtwin_cli.errors import ContainerError, InputError, ModelError, RuntimeFailure, UsageError, VidtwinError  # noqa: F401 (re-exported)
 from vidtwin_cli.video.io import Trim
 from vidtwin_cli.vtw.container import Inspection, VerifyReport, VtwFile, inspect_vtw, read_vtw, verify_vtw, write_vtw
 
@@ -39,16 +41,17 @@ ModelArg = ModelSession | str | None  # a loaded model, a spec to load, or None 
 
 def load_model(
     spec: str = DEFAULT_MODEL,
-    device: str = "cpu",
-    precision: str = "fp32",
+    device: str = AUTO,
+    precision: str = AUTO,
     *,
     batch_size: int = 8,
     compile: bool = False,
-    warn: Callable[[str], None] | None = None,
+    warn: Warn | None = None,
 ) -> ModelSession:
     """Load a model now: "default" (bundled), a preset name, a `.safetensors` path or a hub id.
 
-    `device` is cpu, cuda, cuda:N or auto; `precision` fp32, bf16 or fp16 (CUDA only). `warn`
+    `device` is auto (CUDA when present), cpu, cuda or cuda:N; `precision` auto (fp16 on CUDA, bf16 on a
+    CPU with native bf16, else fp32), fp32, bf16 or fp16 (CUDA only). `warn`
     receives the one-line warnings of the work done with this model (default: the `logging` module).
     """
     session = ModelSession(spec, device, precision, batch_size, **({"warn": warn} if warn else {}), compile=compile)
@@ -62,12 +65,12 @@ def _session(model: ModelArg) -> ModelSession:
 
 @overload
 def encode(source: VideoSource, output: None = None, *, model: ModelArg = None, options: EncodeOptions = ...,
-           fps: float | Fraction | None = None, format: str | None = None, progress: Progress = None,
-           on_start: OnStart = None) -> VtwFile: ...
+           fps: float | Fraction | None = None, format: str | None = None, progress: Progress | None = None,
+           on_start: OnStart | None = None) -> VtwFile: ...
 @overload
 def encode(source: VideoSource, output: Path | str, *, model: ModelArg = None, options: EncodeOptions = ...,
-           fps: float | Fraction | None = None, format: str | None = None, progress: Progress = None,
-           on_start: OnStart = None) -> EncodeResult: ...
+           fps: float | Fraction | None = None, format: str | None = None, progress: Progress | None = None,
+           on_start: OnStart | None = None) -> EncodeResult: ...
 def encode(
     source: VideoSource,
     output: Path | str | None = None,
@@ -76,8 +79,8 @@ def encode(
     options: EncodeOptions = EncodeOptions(),
     fps: float | Fraction | None = None,
     format: str | None = None,
-    progress: Progress = None,
-    on_start: OnStart = None,
+    progress: Progress | None = None,
+    on_start: OnStart | None = None,
 ) -> VtwFile | EncodeResult:
     """Encode a video file ("-": stdin, with `format`) or (T, H, W, 3) uint8 frames (with `fps`).
 
@@ -93,12 +96,12 @@ def encode(
 
 @overload
 def decode(source: LatentSource, output: None = None, *, model: ModelArg = None, options: DecodeOptions = ...,
-           video: VideoOutput | None = None, progress: Progress = None,
-           on_start: OnStart = None) -> Iterator[np.ndarray]: ...
+           video: VideoOutput | None = None, progress: Progress | None = None,
+           on_start: OnStart | None = None) -> Iterator[np.ndarray]: ...
 @overload
 def decode(source: LatentSource, output: Path | str, *, model: ModelArg = None, options: DecodeOptions = ...,
-           video: VideoOutput | None = None, progress: Progress = None,
-           on_start: OnStart = None) -> DecodeResult: ...
+           video: VideoOutput | None = None, progress: Progress | None = None,
+           on_start: OnStart | None = None) -> DecodeResult: ...
 def decode(
     source: LatentSource,
     output: Path | str | None = None,
@@ -106,8 +109,8 @@ def decode(
     model: ModelArg = None,
     options: DecodeOptions = DecodeOptions(),
     video: VideoOutput | None = None,
-    progress: Progress = None,
-    on_start: OnStart = None,
+    progress: Progress | None = None,
+    on_start: OnStart | None = None,
 ) -> Iterator[np.ndarray] | DecodeResult:
     """Decode a `.vtw` ("-": stdin) or an in-memory `VtwFile` with the source's frame count.
 
@@ -129,8 +132,8 @@ def swap(
     model: ModelArg = None,
     options: SwapOptions = SwapOptions(),
     video: VideoOutput | None = None,
-    progress: Progress = None,
-    on_start: OnStart = None,
+    progress: Progress | None = None,
+    on_start: OnStart | None = None,
 ) -> SwapResult:
     """The structure of one clip moved by the dynamics of another: the structure's size, the dynamics' timeline.
 

@@ -1,7 +1,7 @@
 """The one exception family of vidtwin; `app.main` maps it to exit codes.
 
 Exit codes (documented in docs/cli.md): 0 success, 1 runtime failure, 2 usage or
-input error, 130 interrupted.
+input error, 128 + N stopped by signal N (130 Ctrl-C, 143 SIGTERM, 129 SIGHUP; interrupts.py).
 """
 
 
@@ -37,3 +37,8 @@ class RuntimeFailure(VidtwinError, RuntimeError):
     """Work that started correctly failed (device error, non-finite output, ...)."""
 
     exit_code = 1
+
+
+def one_line(e: BaseException) -> str:
+    """An exception's message on one line (whitespace runs, newlines included, become one space)."""
+    return " ".join(str(e).split()) or type(e).__name__

@@ -16,17 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from vidtwin_cli.callbacks import Progress
 from vidtwin_cli.atomic import atomic_output
 from vidtwin_cli.bench.baseline import BASELINE_CODECS
 from vidtwin_cli.bench.speed import report_header
 from vidtwin_cli.bench.video import VideoBenchOptions, bench_video
-from vidtwin_cli.bench.lpips_weights import load_lpips
+from vidtwin_cli.bench.lpips_weights import lpips_for
 from vidtwin_cli.bench.metrics import json_ready
 from vidtwin_cli.codec.model_session import ModelSession
 from vidtwin_cli.codec.weights import DEFAULT_MODEL
-from vidtwin_cli.batch.inputs import VIDEO_PATTERNS
+from vidtwin_cli.media import VIDEO_PATTERNS
 
-LPIPS_OFF = "off"
 
 
 @dataclass(frozen=True)
@@ -64,12 +64,12 @@ class BenchRunner:
                 self._load_seconds[precision] = time.perf_counter() - start
         if self._options is None:
             s, device = self.settings, self.sessions[self.settings.precisions[0]].device
-            lpips = None if s.lpips == LPIPS_OFF else load_lpips(s.lpips).to(device)
+            lpips = lpips_for(s.lpips, device)
             self._options = VideoBenchOptions(s.fit, s.dtype, s.repeat, self.batch_size, s.baselines, rd=s.rd,
                                               lpips=lpips, lpips_every=s.lpips_every)  # fmt: skip
         return self._options
 
-    def run(self, src: Path, dst: Path, progress: Callable[[int], None]) -> int:
+    def run(self, src: Path, dst: Path, progress: Progress) -> int:
         """Bench `src`, write its report to `dst` atomically; returns the video's frame count."""
         options = self.prepare()
         with tempfile.TemporaryDirectory(prefix="vidtwin-bench-") as work:

@@ -7,24 +7,17 @@ array) can each take one shard without talking to each other.
 
 from __future__ import annotations
 
-import csv
 import fnmatch
 import hashlib
-import json
 import os
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 from vidtwin_cli.errors import InputError, UsageError
+from vidtwin_cli.media import LIST_SUFFIXES, list_entries
 
-VIDEO_PATTERNS = ("*.mp4", "*.m4v", "*.mov", "*.mkv", "*.webm", "*.avi", "*.mpg", "*.mpeg", "*.ts", "*.mts",
-                  "*.flv", "*.wmv", "*.3gp", "*.ogv", "*.y4m", "*.nut")  # fmt: skip
 VTW_PATTERNS = ("*.vtw",)
-TEXT_LISTS = (".txt", ".lst", ".list")
-CSV_LISTS = (".csv",)
-JSON_LISTS = (".jsonl", ".ndjson")
-PATH_KEYS = ("path", "input", "file")  # the column or key that names a file in a CSV/JSONL list
 
 
 @dataclass(frozen=True)
@@ -80,40 +73,9 @@ def _walk(root: Path, patterns: Sequence[str], exclude: Path | None) -> list[Inp
     return found
 
 
-def _list_entries(path: Path) -> list[str]:
-    """The path strings of a text, CSV or JSON-lines list."""
-    suffix = path.suffix.lower()
-    try:
-        text = path.read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as e:
-        raise InputError(f"{path}: cannot read the list of inputs ({e})") from e
-    if suffix in TEXT_LISTS:
-        lines = (line.strip() for line in text.splitlines())
-        return [line for line in lines if line and not line.startswith("#")]
-    if suffix in CSV_LISTS:
-        rows = csv.DictReader(text.splitlines())
-        key = next((k for k in PATH_KEYS if k in (rows.fieldnames or ())), None)
-        if key is None:
-            raise InputError(f"{path}: a CSV list needs a header row with a {' or '.join(PATH_KEYS)} column")
-        return [row[key].strip() for row in rows if (row[key] or "").strip()]
-    entries = []
-    for number, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as e:
-            raise InputError(f"{path}:{number}: not a JSON object ({e.msg})") from e
-        value = next((record[k] for k in PATH_KEYS if k in record), None) if isinstance(record, dict) else record
-        if not isinstance(value, str):
-            raise InputError(f"{path}:{number}: needs a string under one of {', '.join(PATH_KEYS)}")
-        entries.append(value)
-    return entries
-
-
 def _from_list(path: Path, root: Path) -> list[InputFile]:
     items, seen = [], set()
-    for entry in _list_entries(path):
+    for entry in list_entries(path):
         file = Path(os.path.abspath(path.parent / os.path.expanduser(entry)))  # relative to the list
         if file in seen:
             continue
@@ -142,9 +104,8 @@ def discover(src: Path, patterns: Sequence[str], root: Path | None = None, exclu
         return _walk(src, patterns, Path(os.path.abspath(exclude)) if exclude else None)
     if not src.exists():
         raise InputError(f"{src}: no such folder or list of inputs")
-    if src.suffix.lower() not in TEXT_LISTS + CSV_LISTS + JSON_LISTS:
-        raise UsageError(f"{src}: SRC must be a folder or a list of inputs "
-                         f"({', '.join(TEXT_LISTS + CSV_LISTS + JSON_LISTS)})")  # fmt: skip
+    if src.suffix.lower() not in LIST_SUFFIXES:
+        raise UsageError(f"{src}: SRC must be a folder or a list of inputs ({', '.join(LIST_SUFFIXES)})")
     return _from_list(src, Path(os.path.abspath(root)) if root else src.parent)
 
 

@@ -13,24 +13,24 @@ import os
 import socket
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
+from vidtwin_cli.callbacks import Progress, Warn
 from vidtwin_cli.vtw.container import open_vtw
-from vidtwin_cli.errors import ContainerError, InputError, VidtwinError
+from vidtwin_cli.errors import ContainerError, InputError, VidtwinError, one_line
 from vidtwin_cli.codec.options import DecodeOptions, EncodeOptions, VideoOutput
 from vidtwin_cli.codec.pipeline import decode_vtw, encode_video
 from vidtwin_cli.codec.model_session import ModelSession
 from vidtwin_cli.video.io import VideoReader
 from vidtwin_cli.codec.weights import DEFAULT_MODEL
 from vidtwin_cli.batch.bench_job import BenchRunner, BenchSettings, finished_report
-from vidtwin_cli.batch.inputs import VIDEO_PATTERNS, VTW_PATTERNS
+from vidtwin_cli.batch.inputs import VTW_PATTERNS
+from vidtwin_cli.media import VIDEO_PATTERNS
 from vidtwin_cli.batch.manifest import JobRecord, utc_now
 
 Kind = Literal["encode", "decode", "bench"]
-Progress = Callable[[int], None] | None
 
 
 # Settings: the codec options of a command (those `vidtwin encode`/`decode` use), plus its name, its
@@ -65,8 +65,8 @@ class WorkerSpec:
 
     settings: Settings
     model: str | None
-    device: str = "cpu"
-    precision: str = "fp32"
+    device: str = "cpu"  # a concrete device (the driver plans "auto")
+    precision: str = "auto"
     batch_size: int = 8
     threads: int = 1  # torch intra-op threads of this worker
     compile: bool = False  # torch.compile the transformer blocks (once per worker)
@@ -107,7 +107,7 @@ def worker_name() -> str:
 class _Session(ModelSession):
     """A ModelSession that remembers whether (and how) its model load went."""
 
-    def __init__(self, spec: WorkerSpec, warn: Callable[[str], None]) -> None:
+    def __init__(self, spec: WorkerSpec, warn: Warn) -> None:
         super().__init__(spec.model, spec.device, spec.precision, spec.batch_size, warn, spec.compile)
         self.loads = 0
         self.load_error: VidtwinError | None = None
@@ -148,7 +148,7 @@ class Worker:
     def cancel(self) -> None:
         self._cancel.set()
 
-    def run(self, job: Job, progress: Progress = None) -> Outcome:
+    def run(self, job: Job, progress: Progress | None = None) -> Outcome:
         """Do one file; failures of the file become a failed record, never an exception."""
         settings, started, loads_before = self.spec.settings, time.perf_counter(), self.loads
         self._warnings.clear()
@@ -177,9 +177,9 @@ class Worker:
         except VidtwinError as e:
             if any(s.load_error is e for s in self._sessions) and self._model_is_fixed():
                 return Outcome(None, fatal=e, warnings=tuple(self._warnings))
-            status, frames, error = "failed", None, " ".join(str(e).split())
+            status, frames, error = "failed", None, one_line(e)
         except Exception as e:  # disk full, out of memory, a library bug: this file fails, the batch goes on
-            status, frames, error = "failed", None, f"unexpected {type(e).__name__}: {' '.join(str(e).split())}"
+            status, frames, error = "failed", None, f"unexpected {type(e).__name__}: {one_line(e)}"
         record = JobRecord(
             str(job.input), str(job.output), status, _file_size(job.input),
             _file_size(job.output) if status == "ok" else None, frames, round(time.perf_counter() - started, 3),
@@ -234,18 +234,3 @@ def finished_output(job_input: Path, output: Path, spec: WorkerSpec) -> JobRecor
         return None
     return JobRecord(str(job_input), str(output), "ok", _file_size(job_input), _file_size(output), frames,
                      finished=utc_now())  # fmt: skip
-
-
-def hidden_names(folder: Path) -> list[str]:
-    """Names starting with '.' in `folder` (none if it does not exist)."""
-    return [name for name in os.listdir(folder) if name.startswith(".")] if folder.is_dir() else []
-
-
-def remove_temporaries(output: Path, hidden: list[str] | None = None) -> None:
-    """Delete the hidden temporaries a killed writer left beside `output` (see atomic.atomic_path).
-
-    `hidden`: `hidden_names(output.parent)`, when the caller has listed the folder already.
-    """
-    for name in hidden_names(output.parent) if hidden is None else hidden:
-        if name.startswith(f".{output.name}."):
-            (output.parent / name).unlink(missing_ok=True)

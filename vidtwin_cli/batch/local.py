@@ -26,7 +26,9 @@ from typing import Any
 
 import torch
 
-from vidtwin_cli.batch.jobs import Job, JobCancelled, Outcome, Worker, WorkerSpec, lost, remove_temporaries
+from vidtwin_cli.atomic import remove_temporaries
+from vidtwin_cli.callbacks import Progress
+from vidtwin_cli.batch.jobs import Job, JobCancelled, Outcome, Worker, WorkerSpec, lost
 
 IDLE_POLL_S = 1.0  # how often an idle worker checks that its parent is still there
 EVENT_POLL_S = 0.5  # how often the parent checks for dead workers while waiting
@@ -82,7 +84,7 @@ class LocalPool:
         self._context = multiprocessing.get_context("spawn")
         self._checked = 0.0  # when dead workers were last looked for
 
-    def run(self, jobs: Iterator[Job], on_frames: Callable[[int], None], on_done: Callable[[Outcome], None]) -> None:
+    def run(self, jobs: Iterator[Job], on_frames: Progress, on_done: Callable[[Outcome], None]) -> None:
         """Run every job, calling back in this process; returns when all are done, raises on a fatal error."""
         events = self._context.Queue()
         slots: list[_Slot | None] = [None] * len(self.devices)
@@ -116,7 +118,7 @@ class LocalPool:
         self.started += 1
         return _Slot(number, process, tasks)
 
-    def _wait(self, events: multiprocessing.Queue, slots: list[_Slot | None], on_frames: Callable[[int], None],
+    def _wait(self, events: multiprocessing.Queue, slots: list[_Slot | None], on_frames: Progress,
               on_done: Callable[[Outcome], None]) -> None:  # fmt: skip
         """Handle one event (waiting at most EVENT_POLL_S), then give up on workers that died."""
         try:
@@ -136,7 +138,7 @@ class LocalPool:
                     on_done(lost(slot.job, f"its worker process died (exit code {slot.process.exitcode}); "
                                            "out of memory?"))  # fmt: skip
 
-    def _handle(self, kind: str, number: int, payload: Any, slots: list[_Slot | None], on_frames: Callable[[int], None],
+    def _handle(self, kind: str, number: int, payload: Any, slots: list[_Slot | None], on_frames: Progress,
                 on_done: Callable[[Outcome], None]) -> None:  # fmt: skip
         slot = next((s for s in slots if s is not None and s.number == number), None)
         if slot is None:  # a late word from a worker already given up for dead

@@ -4,22 +4,24 @@ During a run each finished file appends one line (flushed and fsynced), so a cra
 that finished; on open and on close the file is rewritten atomically with one line per input. When
 an input appears several times, the last line wins, and a torn last line (a crash mid-write) is
 dropped with a warning. The outputs on disk stay the truth: a rerun verifies them whatever the
-manifest says.
+manifest says. So a manifest that cannot be written (a full disk) costs a warning, not the batch.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import os
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Literal
 
+from vidtwin_cli.callbacks import Warn
 from vidtwin_cli.atomic import atomic_output
-from vidtwin_cli.errors import InputError
+from vidtwin_cli.errors import InputError, RuntimeFailure
 
 Status = Literal["ok", "failed"]
 
@@ -61,8 +63,10 @@ class JobLog:
             log.put(JobRecord(str(src), str(dst), "ok", ...))
     """
 
-    def __init__(self, path: Path, warn: Callable[[str], None]) -> None:
+    def __init__(self, path: Path, warn: Warn) -> None:
         self.path = Path(path)
+        self.warn = warn
+        self.unwritable: str | None = None  # why the manifest could not be written, once it could not
         self.records: dict[str, JobRecord] = {}
         if self.path.is_dir():
             raise InputError(f"--manifest {self.path} is a directory")
@@ -73,7 +77,7 @@ class JobLog:
         self._compact()
         self._file: IO[str] | None = open(self.path, "a", encoding="utf-8")
 
-    def _load(self, warn: Callable[[str], None]) -> None:
+    def _load(self, warn: Warn) -> None:
         try:
             lines = self.path.read_text(encoding="utf-8").splitlines()
         except (OSError, UnicodeDecodeError) as e:
@@ -90,8 +94,17 @@ class JobLog:
             self.records[record.input] = record
 
     def _compact(self) -> None:
-        with atomic_output(self.path) as f:
-            f.write(_lines(self.records.values()).encode())
+        try:
+            with atomic_output(self.path) as f:
+                f.write(_lines(self.records.values()).encode())
+        except RuntimeFailure as e:  # atomic_output's translation of a full disk, a quota ...
+            self._unwritable(str(e))
+
+    def _unwritable(self, reason: str) -> None:
+        if self.unwritable is None:
+            self.warn(f"{self.path}: the manifest cannot be written ({reason}); the batch goes on, and a "
+                      "rerun finds finished outputs by verifying them")
+        self.unwritable = reason
 
     def get(self, input: str) -> JobRecord | None:
         return self.records.get(input)
@@ -100,13 +113,17 @@ class JobLog:
         """Record one input's outcome durably (one appended line)."""
         self.records[record.input] = record
         assert self._file is not None, "put after close"
-        self._file.write(_lines([record]))
-        self._file.flush()
-        os.fsync(self._file.fileno())
+        try:
+            self._file.write(_lines([record]))
+            self._file.flush()
+            os.fsync(self._file.fileno())
+        except OSError as e:
+            self._unwritable(e.strerror or str(e))
 
     def close(self) -> None:
         if self._file is not None:
-            self._file.close()
+            with contextlib.suppress(OSError):  # a failed flush was reported by `put` already
+                self._file.close()
             self._file = None
             self._compact()
 

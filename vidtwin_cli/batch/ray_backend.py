@@ -21,8 +21,10 @@ from typing import Any
 
 import torch
 
-from vidtwin_cli.errors import RuntimeFailure, UsageError
-from vidtwin_cli.batch.jobs import Job, JobCancelled, Outcome, Worker, WorkerSpec, lost, remove_temporaries
+from vidtwin_cli.atomic import remove_temporaries
+from vidtwin_cli.callbacks import Progress, Warn
+from vidtwin_cli.errors import RuntimeFailure, UsageError, one_line
+from vidtwin_cli.batch.jobs import Job, JobCancelled, Outcome, Worker, WorkerSpec, lost
 
 INSTALL_HINT = "pip install 'vidtwin[ray]'"
 LOCAL = "local"  # --ray local: start a private Ray instance on this machine
@@ -60,7 +62,7 @@ class RayPool:
     """Runs jobs on Ray actors; `address` is "local", "auto", "HOST:PORT" or "ray://HOST:PORT"."""
 
     def __init__(self, spec: WorkerSpec, address: str, workers: int | None, gpu: bool | None,
-                 warn: Callable[[str], None]) -> None:  # fmt: skip
+                 warn: Warn) -> None:  # fmt: skip
         self.ray = import_ray()
         self.spec, self.address, self.workers, self.gpu, self.warn = spec, address, workers, gpu, warn
         self.started = 0  # actors started, replacements included
@@ -76,7 +78,7 @@ class RayPool:
             ray.init(address=None if self.address == LOCAL else self.address, logging_level=logging.WARNING,
                      log_to_driver=False, **local)  # fmt: skip
         except (ConnectionError, RuntimeError, ValueError) as e:
-            raise UsageError(f"--ray {self.address}: cannot start or join Ray ({' '.join(str(e).split())})") from e
+            raise UsageError(f"--ray {self.address}: cannot start or join Ray ({one_line(e)})") from e
         finally:  # Ray's core installs its own fatal-signal handlers; ours must run so that cleanup happens
             for sig, handler in handlers.items():
                 if handler is not None and threading.current_thread() is threading.main_thread():
@@ -100,7 +102,7 @@ class RayPool:
         self.spec = dataclasses.replace(self.spec, device="cuda" if use_gpu else "cpu")
         return self.ray.remote(max_concurrency=2, **per_actor)(BatchActor)
 
-    def run(self, jobs: Iterator[Job], on_frames: Callable[[int], None], on_done: Callable[[Outcome], None]) -> None:
+    def run(self, jobs: Iterator[Job], on_frames: Progress, on_done: Callable[[Outcome], None]) -> None:
         """Run every job on the actor pool; returns when all are done, raises on a fatal error."""
         job = next(jobs, None)
         if job is None:  # nothing to do: do not even start Ray
@@ -152,7 +154,7 @@ class RayPool:
         for actor in [a for a, _ in in_flight.values()] + idle:
             ray.kill(actor)
         for _, job in in_flight.values():
-            remove_temporaries(job.output)  # only an actor killed mid-write leaves any
+            remove_temporaries(job.output, any_owner=True)  # only an actor killed mid-write leaves any; on any host
 
 
 def _first_line(e: BaseException) -> str:

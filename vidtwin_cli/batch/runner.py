@@ -17,10 +17,11 @@ from typing import Literal, Protocol
 
 import torch
 
+from vidtwin_cli.callbacks import Progress, Warn
 from vidtwin_cli.errors import UsageError
 from vidtwin_cli.codec.runtime import cuda_device_count, resolve_device, resolve_precision
 from vidtwin_cli.batch.inputs import InputFile
-from vidtwin_cli.batch.jobs import Job, Outcome, WorkerSpec, finished_output, hidden_names, remove_temporaries
+from vidtwin_cli.batch.jobs import Job, Outcome, WorkerSpec, finished_output
 from vidtwin_cli.batch.manifest import JobLog, JobRecord
 
 FileState = Literal["ok", "failed", "skipped"]
@@ -30,7 +31,7 @@ RAY_DEVICES = ("cpu", "cuda", "auto")
 class Backend(Protocol):
     started: int  # worker processes / actors started
 
-    def run(self, jobs: Iterator[Job], on_frames: Callable[[int], None], on_done: Callable[[Outcome], None]) -> None: ...
+    def run(self, jobs: Iterator[Job], on_frames: Progress, on_done: Callable[[Outcome], None]) -> None: ...
 
 
 def usable_cores() -> int:
@@ -121,8 +122,8 @@ def run_batch(
     *,
     force: bool = False,
     on_file: Callable[[JobRecord, FileState], None] | None = None,
-    on_frames: Callable[[int], None] | None = None,
-    warn: Callable[[str], None] | None = None,
+    on_frames: Progress | None = None,
+    warn: Warn | None = None,
 ) -> BatchSummary:
     """Bring every (input, output) pair to done, recording each in `log`; `force` redoes finished ones."""
     started = time.perf_counter()
@@ -132,8 +133,6 @@ def run_batch(
         summary.add(record, state)
         if on_file:
             on_file(record, state)
-
-    hidden: dict[Path, list[str]] = {}  # dot-names per output folder, listed once (folders may hold many files)
 
     def jobs() -> Iterator[Job]:
         for item, dst in pairs:
@@ -147,9 +146,6 @@ def run_batch(
                     log.put(found)
                 finish(found, "skipped")
                 continue
-            if dst.parent not in hidden:
-                hidden[dst.parent] = hidden_names(dst.parent)
-            remove_temporaries(dst, hidden[dst.parent])  # left by a run that was killed outright
             yield Job(item.path, dst, (previous.attempts if previous else 0) + 1)
 
     def done(outcome: Outcome) -> None:

@@ -11,7 +11,7 @@ no container), see docs/bench.md.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -19,6 +19,7 @@ from pathlib import Path
 import av
 import numpy as np
 
+from vidtwin_cli.callbacks import Progress
 from vidtwin_cli.errors import InputError, UsageError
 from vidtwin_cli.video.io import MIN_X265_WIDTH, VideoReader
 
@@ -123,7 +124,7 @@ class _Search:
     codec: str
     target: int
     tolerance: float
-    progress: Callable[[int], None] | None
+    progress: Progress | None
     tried: list[EncodedStream] = field(default_factory=list)
 
     def matched(self, stream: EncodedStream) -> bool:
@@ -172,7 +173,7 @@ def encode_at_bytes(
     target_bytes: int,
     codec: str = "libx264",
     tolerance: float = 0.05,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
 ) -> tuple[EncodedStream, dict]:
     """Encode `src` with `codec` as close as it gets to `target_bytes`: CRF search, then ABR search.
 

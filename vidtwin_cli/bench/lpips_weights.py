@@ -20,10 +20,12 @@ from models.checkpoint import load_strict
 from models.losses import LPIPS, LpipsNet
 
 from vidtwin_cli.cache import default_cache_dir, default_media_dir
-from vidtwin_cli.errors import InputError, ModelError
+from vidtwin_cli.errors import InputError, ModelError, UsageError
 from vidtwin_cli.tagged_file import read_tagged, write_tagged
 
 LPIPS_FORMAT = "vidtwin-lpips"
+LPIPS_OFF = "off"
+LPIPS_NETS = ("alex", "vgg", LPIPS_OFF)  # what `--lpips` takes
 CKPT_NAMES: dict[str, str] = {"vgg": "vgg16.ckpt", "alex": "alexnet.ckpt"}
 TRUNK_KEYS: dict[str, str] = {"vgg": "VGG16_0", "alex": "AlexNet_0"}
 
@@ -157,3 +159,15 @@ def load_lpips(net: LpipsNet = "vgg", path: Path | None = None) -> LPIPS:
     if meta.get("net") != net:
         raise ModelError(f"{path}: not LPIPS {net} weights (its net is {meta.get('net')!r})")
     return _fitted(state, net, path)
+
+
+def check_lpips_net(name: str) -> None:
+    """The one check of `--lpips`."""
+    if name not in LPIPS_NETS:
+        raise UsageError(f"--lpips must be one of {', '.join(LPIPS_NETS)}")
+
+
+def lpips_for(name: str, device: torch.device) -> LPIPS | None:
+    """The LPIPS module `--lpips NAME` asks for, on `device`; None for "off"."""
+    check_lpips_net(name)
+    return None if name == LPIPS_OFF else load_lpips(name).to(device)  # type: ignore[arg-type]

@@ -28,6 +28,7 @@ from torch import nn
 
 from vidtwin_cli.errors import RuntimeFailure
 from vidtwin_cli.video.io import VideoReader
+from vidtwin_cli.video.pixels import frames_to_unit
 
 PEAK = 255.0
 SSIM_WINDOW = 11
@@ -107,16 +108,11 @@ def ssim(ref: np.ndarray, test: np.ndarray) -> float:
     return float(s.mean())
 
 
-def to_model_range(frames: np.ndarray) -> torch.Tensor:
-    """RGB uint8 (N, H, W, 3) -> float32 (N, 3, H, W) in [-1, 1]."""
-    return torch.from_numpy(np.ascontiguousarray(frames)).permute(0, 3, 1, 2).float() / 127.5 - 1.0
-
-
 @torch.inference_mode()
 def lpips_distances(lpips: nn.Module, ref: np.ndarray, test: np.ndarray, device: torch.device | None = None) -> list[float]:
     """LPIPS of each frame pair: ref, test RGB uint8 (N, H, W, 3) -> N distances (0 for identical)."""
     device = device or torch.device("cpu")
-    d = lpips(to_model_range(ref).to(device), to_model_range(test).to(device))
+    d = lpips(frames_to_unit(ref).to(device), frames_to_unit(test).to(device))
     return [float(v) for v in d.flatten().cpu()]
 
 

@@ -24,6 +24,7 @@ from torch import nn
 
 from models import Latents, VidTwinAE, VidTwinConfig
 
+from vidtwin_cli.callbacks import Progress, Warn
 from vidtwin_cli.vtw.bytes import ST_DTYPES
 from vidtwin_cli.vtw.header import LATENT_DTYPES, tensor_layout
 from vidtwin_cli.bench.flops import model_flops
@@ -32,7 +33,6 @@ from vidtwin_cli.codec.model_info import parameter_counts
 from vidtwin_cli.codec.runtime import PRECISIONS, ModelRunner, PackedLinear, cpu_has_native_bf16, resolve_precision
 from vidtwin_cli.codec.weights import LoadedModel, resolve_model
 
-ProgressCallback = Callable[[int], None]
 MIB = 1 << 20
 PROBE_REPEAT = 5
 SUSTAIN_MAX_S = 2.0  # longest sustained matmul probe before each timed run
@@ -212,8 +212,8 @@ def speed_bench(
     warmup: int = 1,
     repeat: int = 3,
     batch_size: int = 1,
-    progress: ProgressCallback | None = None,
-    warn: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
+    warn: Warn | None = None,
     compile: bool = False,
 ) -> list[dict]:
     """Time encode and decode of `clips` (N, C, T, H, W) in [-1, 1] in each precision, interleaved.
@@ -354,8 +354,8 @@ def run_synthetic(
     warmup: int = 1,
     repeat: int = 3,
     batch_size: int = 1,
-    progress: ProgressCallback | None = None,
-    warn: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
+    warn: Warn | None = None,
     compile: bool = False,
 ) -> dict:
     """The `--synthetic` report: speed and memory of `spec` on generated clips, no video involved."""

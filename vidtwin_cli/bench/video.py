@@ -11,7 +11,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -19,12 +18,14 @@ import numpy as np
 import torch
 from torch import nn
 
+from vidtwin_cli.callbacks import Progress, Warn
 from vidtwin_cli.bench.baseline import available_codecs, decode_stream, encode_at_bytes, encode_frames
 from vidtwin_cli.bench.speed import PeakMemory, report_header, synthetic_clips
 from vidtwin_cli.vtw.container import describe_vtw, open_vtw, read_vtw, write_vtw
 from vidtwin_cli.vtw.header import LATENT_DTYPES, check_latent_dtype
 from vidtwin_cli.errors import UsageError
-from vidtwin_cli.bench.metrics import VideoQuality, compare, json_ready
+from vidtwin_cli.bench.metrics import VideoQuality, compare, json_ready, mse, psnr_from_mse
+from vidtwin_cli.bench.resample import TIME_FACTORS, ResampleGrid, resampled_frames
 from vidtwin_cli.codec.options import EncodeOptions
 from vidtwin_cli.codec.pipeline import Stopwatch, decoded_frames, encode_video
 from vidtwin_cli.codec.runtime import ModelRunner
@@ -34,7 +35,6 @@ from vidtwin_cli.video.io import Trim, VideoReader, VideoWriter
 
 log = logging.getLogger(__name__)
 
-ProgressCallback = Callable[[int], None]
 RD_CRFS = (18, 23, 28, 33, 38, 43, 48)
 
 
@@ -81,7 +81,7 @@ def bench_video(
     sessions: dict[str, ModelSession],
     workdir: Path,
     options: VideoBenchOptions,
-    progress: ProgressCallback | None = None,
+    progress: Progress | None = None,
 ) -> dict:
     """Benchmark one video with one session per precision (precisions interleaved per repetition)."""
     memory = PeakMemory(next(iter(sessions.values())).device)
@@ -147,6 +147,8 @@ def bench_video(
         "runs": results,
         "baselines": [_baseline(src, codec, target, info.duration, cfg.frames, options, sessions[first].device, progress)
                       for codec in options.baselines if codec in available_codecs(info.width)],
+        "resample": _resample_baseline(src, info, clips * header.tiles_per_clip * cfg.latent_values, cfg.frames,
+                                       options, sessions[first].device, progress),
     }  # fmt: skip
     if options.rd:
         out["rd"] = _rd_sweep(src, reference, workdir, stem, info, sessions[first], options, progress)
@@ -171,7 +173,7 @@ def _rates(reference: Path, workdir: Path, stem: str) -> dict:
 
 
 def _baseline(src: Path, codec: str, target: int, duration: float, clip_frames: int, options: VideoBenchOptions,
-              device: torch.device, progress: ProgressCallback | None) -> dict:  # fmt: skip
+              device: torch.device, progress: Progress | None) -> dict:  # fmt: skip
     start = time.perf_counter()
     stream, search = encode_at_bytes(src, target, codec, options.tolerance)
     seconds = time.perf_counter() - start
@@ -182,8 +184,29 @@ def _baseline(src: Path, codec: str, target: int, duration: float, clip_frames: 
             "search_seconds": seconds, "quality": quality}  # fmt: skip
 
 
+def _resample_baseline(src: Path, info: VideoInfo, budget: int, clip_frames: int, options: VideoBenchOptions,
+                       device: torch.device, progress: ProgressCallback | None) -> dict:  # fmt: skip
+    """The model's latent value count spent on a downsampled copy of the video (`bench.resample`):
+    every time/space split in TIME_FACTORS is tried, and the best by pooled PSNR is measured in full."""
+    tried = []
+    for t in TIME_FACTORS:
+        grid = ResampleGrid.for_budget(info.width, info.height, info.frame_count, budget, t)
+        with VideoReader(src) as reference, VideoReader(src) as video:
+            errors = [mse(ref, out) for ref, out in zip(reference, resampled_frames(video, grid))]
+        tried.append((psnr_from_mse(float(np.mean(errors))), grid))
+    best = max(tried, key=lambda pair: pair[0])[1]
+    with VideoReader(src) as video:
+        quality = compare(src, resampled_frames(video, best), _quality(clip_frames, None, options, device))
+    if progress:
+        progress(1)
+    return {"codec": "bicubic", "values": best.values, "model_values": budget, "time_factor": best.time_factor,
+            "width": best.width, "height": best.height, "quality": quality,
+            "tried": [{"time_factor": g.time_factor, "width": g.width, "height": g.height, "values": g.values,
+                       "psnr": p} for p, g in tried]}  # fmt: skip
+
+
 def _rd_sweep(src: Path, reference: Path, workdir: Path, stem: str, info: VideoInfo, session: ModelSession,
-              options: VideoBenchOptions, progress: ProgressCallback | None) -> dict:  # fmt: skip
+              options: VideoBenchOptions, progress: Progress | None) -> dict:  # fmt: skip
     """Rate–distortion points: VidTwin in every latent dtype, baselines over RD_CRFS."""
     loaded, runner = session.load()
     cfg, duration = loaded.config, info.duration
@@ -239,7 +262,7 @@ def trimmed_copies(inputs: list[Path], trim: Trim, workdir: Path) -> list[Path]:
 def video_steps(options: VideoBenchOptions, precisions: int) -> int:
     """Progress steps `bench_video` reports for one input (for a progress total)."""
     codecs = len([c for c in options.baselines if c in available_codecs()])
-    return options.repeat * precisions + codecs + (len(LATENT_DTYPES) + codecs * len(RD_CRFS) if options.rd else 0)
+    return options.repeat * precisions + codecs + 1 + (len(LATENT_DTYPES) + codecs * len(RD_CRFS) if options.rd else 0)
 
 
 def run_videos(
@@ -249,8 +272,8 @@ def run_videos(
     precisions: list[str],
     options: VideoBenchOptions,
     workdir: Path,
-    progress: ProgressCallback | None = None,
-    warn: Callable[[str], None] | None = None,
+    progress: Progress | None = None,
+    warn: Warn | None = None,
 ) -> dict:
     """The report for real videos: one session per precision, loaded (and timed) once for all inputs."""
     sessions = {p: ModelSession(spec, device, p, options.batch_size, warn or log.warning) for p in precisions}

@@ -23,7 +23,8 @@ from pathlib import Path
 
 from huggingface_hub.utils import tqdm as hub_tqdm
 
-from vidtwin_cli.errors import ModelError, RuntimeFailure
+from vidtwin_cli.callbacks import Progress
+from vidtwin_cli.errors import ModelError, RuntimeFailure, one_line
 
 MODEL_FILENAME = "model.safetensors"  # our own format, used as it is
 OFFICIAL_CHECKPOINT = "vidtwin_structure_7_7_8_dynamics_7_8.ckpt"  # the released weights (the `release` preset)
@@ -34,8 +35,8 @@ _PART = r"[A-Za-z0-9_.-]+"
 _REVISION = re.compile(rf"{_PART}(/{_PART})*")
 _HASH_BLOCK = 1 << 22
 
-# stage name, total (None: unknown) -> advance(n); the CLI shows one progress bar per stage
-StageProgress = Callable[[str, int | None], Callable[[int], None]]
+# (description, total or None, unit: "bytes" or "steps") -> progress for that stage; the CLI shows a bar per stage
+StageProgress = Callable[[str, int | None, str], Progress]
 
 
 @dataclass(frozen=True)
@@ -66,7 +67,7 @@ class HubRef:
         try:
             validate_repo_id(repo_id)
         except HFValidationError as e:
-            raise ModelError(f"{usage} ({' '.join(str(e).split())})") from e
+            raise ModelError(f"{usage} ({one_line(e)})") from e
         if filename and not filename.endswith(WEIGHT_SUFFIXES):
             raise ModelError(f"{usage} (the file must be a {' or '.join(WEIGHT_SUFFIXES)})")
         return cls(repo_id, revision or None, filename or None)
@@ -105,7 +106,7 @@ class _HubBar(hub_tqdm):
     """The progress object huggingface_hub drives (`tqdm_class`), forwarded to one `StageProgress` stage."""
 
     def __init__(self, progress: StageProgress, description: str, *args, **kwargs) -> None:
-        self._advance = progress(description, kwargs.get("total"))
+        self._advance = progress(description, kwargs.get("total"), "bytes")
         kwargs.update(disable=False, file=_Discard())  # our console shows it, not tqdm
         super().__init__(*args, **kwargs)
         if kwargs.get("initial"):
@@ -165,9 +166,9 @@ def download(ref: HubRef, filename: str, *, local_only: bool = False, progress: 
     except EntryNotFoundError as e:
         raise FileMissing(name, filename) from e
     except (HfHubHTTPError, OSError) as e:
-        raise RuntimeFailure(f"{name}: downloading {filename} failed ({' '.join(str(e).split())})") from e
+        raise RuntimeFailure(f"{name}: downloading {filename} failed ({one_line(e)})") from e
     except ValueError as e:  # huggingface_hub's own validation (HFValidationError and kin)
-        raise ModelError(f"{name}: {' '.join(str(e).split())}") from e
+        raise ModelError(f"{name}: {one_line(e)}") from e
     etag = path.resolve().name if path.is_symlink() else None
     return HubFile(HubRef(ref.repo_id, ref.revision, filename), _snapshot_commit(path, filename), path, etag)
 
@@ -220,7 +221,7 @@ def fetch_weights(ref: HubRef, *, local_only: bool = False, progress: StageProgr
 
 def file_sha256(path: Path, progress: StageProgress | None = None, description: str = "checking") -> str:
     """sha256 of a file's bytes, read in blocks (reported as bytes to `progress`)."""
-    advance = progress(description, path.stat().st_size) if progress else None
+    advance = progress(description, path.stat().st_size, "bytes") if progress else None
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(_HASH_BLOCK):

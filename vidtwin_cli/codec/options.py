@@ -10,8 +10,8 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
 
-from vidtwin_cli.errors import UsageError
-from vidtwin_cli.video.info import FitMode, VideoInfo, check_fit
+from vidtwin_cli.errors import InputError, UsageError
+from vidtwin_cli.video.info import MAX_SIDE, FitMode, Geometry, VideoInfo, check_fit
 from vidtwin_cli.video.io import DEFAULT_CODEC, Trim, VideoWriter
 from vidtwin_cli.vtw.header import LatentDtype, check_latent_dtype
 
@@ -20,6 +20,7 @@ ONLY: tuple[str, ...] = ("structure", "dynamics")
 # A stand-in video for checking encoder flags before any output exists (wide enough for libx265).
 _PREFLIGHT_SIDE = 64
 _PREFLIGHT_VIDEO = VideoInfo(_PREFLIGHT_SIDE, _PREFLIGHT_SIDE, Fraction(25), Fraction(1, 25), 1, 0.04)
+DEFAULT_MAX_SIDE = 8192  # decoded frames beyond this many pixels a side need --max-side (docs/cli.md)
 
 
 @dataclass(frozen=True)
@@ -65,7 +66,7 @@ class SwapOptions:
 
 @dataclass(frozen=True)
 class VideoOutput:
-    """How decoded frames are written: encoder, quality and (for pipes) container format.
+    """How decoded frames are written: encoder, quality, (for pipes) container format, largest size.
 
     Encoder, CRF and format are checked on construction, so a bad flag stops a job (or a whole batch)
     before any model loads or any file is made.
@@ -74,7 +75,17 @@ class VideoOutput:
     codec: str = DEFAULT_CODEC
     crf: int | None = None
     format: str | None = None
+    max_side: int = DEFAULT_MAX_SIDE  # pixels; a .vtw that decodes to larger frames is refused
 
     def __post_init__(self) -> None:
+        if not 1 <= self.max_side <= MAX_SIDE:
+            raise UsageError(f"--max-side {self.max_side} is outside 1..{MAX_SIDE} (the .vtw format's limit)")
         VideoWriter(f"check.{self.format or 'mp4'}", _PREFLIGHT_VIDEO, _PREFLIGHT_SIDE, _PREFLIGHT_SIDE,
                     self.codec, self.crf, self.format)  # built, never opened: checks the flags, touches nothing
+
+    def check_size(self, geometry: Geometry, name: str) -> None:
+        """Refuse frames larger than `max_side`: a few bytes of .vtw (fit=resize) can claim any size."""
+        width, height = geometry.output_size
+        if max(width, height) > self.max_side:
+            raise InputError(f"{name} decodes to {width}x{height} frames, beyond the {self.max_side}-pixel limit "
+                             f"(--max-side {self.max_side}); pass --max-side {max(width, height)} if it is intended")

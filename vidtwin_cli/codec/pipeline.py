@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -20,6 +20,7 @@ import torch
 
 from models import Latents
 
+from vidtwin_cli.callbacks import OnStart, Progress, Warn
 from vidtwin_cli.atomic import STDIO, check_writable
 from vidtwin_cli.codec.model_session import ModelSession
 from vidtwin_cli.codec.options import DecodeOptions, EncodeOptions, VideoOutput
@@ -30,11 +31,9 @@ from vidtwin_cli.errors import InputError, ModelError
 from vidtwin_cli.video.frames import FrameArray
 from vidtwin_cli.video.info import Geometry, VideoInfo
 from vidtwin_cli.video.io import Trim, VideoReader, VideoWriter, iter_clips
-from vidtwin_cli.video.tiling import frames_to_tiles, tiles_to_frames
+from vidtwin_cli.video.tiling import clip_frames, frames_to_tiles
 from vidtwin_cli.vtw.container import ModelRef, VtwFile, VtwHeader, VtwReader, VtwWriter, describe_vtw, open_vtw
 
-Progress = Callable[[int], None] | None
-OnStart = Callable[[int | None], None] | None
 VideoSource = Path | str | np.ndarray | torch.Tensor  # a file ("-": stdin) or (T, H, W, 3) uint8 frames
 LatentSource = Path | str | VtwFile  # a .vtw file ("-": stdin) or one in memory
 
@@ -102,7 +101,7 @@ def model_ref(loaded: LoadedModel) -> ModelRef:
     return ModelRef(loaded.spec, loaded.sha256, loaded.config, loaded.commit)
 
 
-def check_model(loaded: LoadedModel, header: VtwHeader, name: str, force: bool, warn: Callable[[str], None]) -> None:
+def check_model(loaded: LoadedModel, header: VtwHeader, name: str, force: bool, warn: Warn) -> None:
     """Refuse latents made by other weights (unless `force`, with a warning); other sizes never decode."""
     if loaded.config != header.model.config:
         raise ModelError(f"{name} was made with a different model config than {loaded.spec} "
@@ -118,7 +117,7 @@ def check_model(loaded: LoadedModel, header: VtwHeader, name: str, force: bool, 
 # ---- encoding --------------------------------------------------------------------------------
 
 
-def note_dropped(video: VideoReader | FrameArray, geometry: Geometry, warn: Callable[[str], None]) -> None:
+def note_dropped(video: VideoReader | FrameArray, geometry: Geometry, warn: Warn) -> None:
     """Say once what the .vtw will not have: the source's audio, and (`--fit crop`) its full picture."""
     if video.audio_streams:
         warn(f"{video.name} has audio; the .vtw keeps video only, so the decoded video will be silent")
@@ -129,7 +128,7 @@ def note_dropped(video: VideoReader | FrameArray, geometry: Geometry, warn: Call
 
 
 def _encoded_clips(video: VideoReader | FrameArray, geometry: Geometry, runner: ModelRunner, options: EncodeOptions,
-                   progress: Progress) -> Iterator[Latents]:  # fmt: skip
+                   progress: Progress | None) -> Iterator[Latents]:  # fmt: skip
     """The latents of every clip of `video` (the last clip padded), clip by clip."""
     generator = torch.Generator().manual_seed(options.seed or 0) if options.sample else None
     for clip, valid in iter_clips(video, runner.config.frames):
@@ -146,8 +145,8 @@ def encode_video(
     *,
     fps: float | Fraction | None = None,
     format: str | None = None,
-    progress: Progress = None,
-    on_start: OnStart = None,
+    progress: Progress | None = None,
+    on_start: OnStart | None = None,
 ) -> EncodeResult:
     """Encode a video file ("-" with `format`) or frames (with `fps`) to a .vtw at `dst` ("-" = stdout).
 
@@ -175,7 +174,8 @@ def encode_video(
         bitrate_kbps=summary["bitrate_bps"] / 1000 if summary["bitrate_bps"] else None,
         compression_rate=summary["compression_rate"], compression_vs_raw=summary["compression_vs_raw"],
         input_bytes=Path(src).stat().st_size if isinstance(src, (str, Path)) and str(src) != STDIO else None,
-        latent_dtype=options.dtype, seconds=time.perf_counter() - started,
+        latent_dtype=options.dtype, seconds=time.perf_counter() - started, device=str(session.device),
+        precision=session.precision,
     )  # fmt: skip
 
 
@@ -186,8 +186,8 @@ def encode_latents(
     *,
     fps: float | Fraction | None = None,
     format: str | None = None,
-    progress: Progress = None,
-    on_start: OnStart = None,
+    progress: Progress | None = None,
+    on_start: OnStart | None = None,
 ) -> VtwFile:
     """Encode a video file or frames to an in-memory `VtwFile`: the header and float32 latents.
 
@@ -225,32 +225,44 @@ class Stopwatch:
             self.seconds += time.perf_counter() - start
 
 
-def trimmed(clips: Iterable[np.ndarray], frame_count: int, progress: Progress = None) -> Iterator[np.ndarray]:
-    """The frames of decoded clips (T, H, W, 3), the padded tail dropped: exactly `frame_count` frames."""
-    left = frame_count
-    for frames in clips:
-        keep = min(len(frames), left)
-        left -= keep
-        yield from frames[:keep]
+def trimmed(frames: Iterable[np.ndarray], frame_count: int, progress: Progress | None = None) -> Iterator[np.ndarray]:
+    """Decoded frames (H, W, 3), the padded tail of the last clip dropped: exactly `frame_count` frames."""
+    for index, frame in enumerate(frames):
+        if index == frame_count:
+            return
+        yield frame
         if progress:
-            progress(keep)
+            progress(1)
 
 
-def decoded_frames(latent: Latent, runner: ModelRunner, only: str | None = None, progress: Progress = None,
+def clip_decoded(runner: ModelRunner, latents: Latents, geometry: Geometry,
+                 only: str | None = None) -> Iterator[np.ndarray]:  # fmt: skip
+    """The T frames of one clip's latents (all its tiles), decoded one row of tiles at a time."""
+    cols = geometry.cols
+    rows = (runner.decode(latents.select(slice(r * cols, (r + 1) * cols)), only=only) for r in range(geometry.rows))
+    return clip_frames(rows, geometry)
+
+
+def decoded_frames(latent: Latent, runner: ModelRunner, only: str | None = None, progress: Progress | None = None,
                    clock: Stopwatch | None = None) -> Iterator[np.ndarray]:  # fmt: skip
-    """Frames (H, W, 3) uint8 of decoded latents, clip by clip, with the source's frame count.
+    """Frames (H, W, 3) uint8 of decoded latents, one at a time, with the source's frame count.
 
-    `clock` collects the time spent in the model and untiling.
+    Memory is bounded by one clip of uint8 frames (tile mode) or one frame (resize), whatever size
+    the file claims (`video/tiling.py`). `clock` collects the time spent in the model and untiling.
     """
     geometry = latent.header.geometry
 
-    def clips() -> Iterator[np.ndarray]:
+    def frames() -> Iterator[np.ndarray]:
         for latents in latent.iter_clips():
-            with clock.timing() if clock else contextlib.nullcontext():
-                frames = tiles_to_frames(runner.decode(latents, only=only), geometry)
-            yield frames
+            clip = clip_decoded(runner, latents, geometry, only)
+            while True:
+                with clock.timing() if clock else contextlib.nullcontext():
+                    frame = next(clip, None)
+                if frame is None:
+                    break
+                yield frame
 
-    return trimmed(clips(), latent.header.video.frame_count, progress)
+    return trimmed(frames(), latent.header.video.frame_count, progress)
 
 
 def write_frames(dst: Path | str, info: VideoInfo, geometry: Geometry, frames: Iterable[np.ndarray],
@@ -264,11 +276,15 @@ def write_frames(dst: Path | str, info: VideoInfo, geometry: Geometry, frames: I
 
 
 @contextlib.contextmanager
-def decoding(src: LatentSource, session: ModelSession, options: DecodeOptions,
-             on_start: OnStart = None) -> Iterator[tuple[Latent, ModelRunner]]:  # fmt: skip
-    """Open latents and the model that may decode them (`--model`, else the one the file records)."""
+def decoding(src: LatentSource, session: ModelSession, options: DecodeOptions, on_start: OnStart | None = None,
+             output: VideoOutput | None = None) -> Iterator[tuple[Latent, ModelRunner]]:  # fmt: skip
+    """Open latents and the model that may decode them (`--model`, else the one the file records).
+
+    With `output`, frames larger than it allows are refused first, before the model loads."""
     with open_latents(src) as latent:
         header = latent.header
+        if output is not None:
+            output.check_size(header.geometry, latent.name)
         loaded, runner = session.load(header.model)
         check_model(loaded, header, latent.name, options.force, session.warn)
         if on_start:
@@ -277,7 +293,7 @@ def decoding(src: LatentSource, session: ModelSession, options: DecodeOptions,
 
 
 def iter_decoded(src: LatentSource, session: ModelSession, options: DecodeOptions = DecodeOptions(),
-                 progress: Progress = None, on_start: OnStart = None) -> Iterator[np.ndarray]:  # fmt: skip
+                 progress: Progress | None = None, on_start: OnStart | None = None) -> Iterator[np.ndarray]:  # fmt: skip
     """Decoded frames (H, W, 3) uint8 of a .vtw or in-memory latents, streamed clip by clip."""
     with decoding(src, session, options, on_start) as (latent, runner):
         yield from decoded_frames(latent, runner, options.only, progress)
@@ -290,16 +306,17 @@ def decode_vtw(
     options: DecodeOptions = DecodeOptions(),
     output: VideoOutput | None = None,
     *,
-    progress: Progress = None,
-    on_start: OnStart = None,
+    progress: Progress | None = None,
+    on_start: OnStart | None = None,
 ) -> DecodeResult:
     """Decode latents to a video with the source's frame count, timing and size."""
     started = time.perf_counter()
     check_writable(Path(dst), (Path(src),) if isinstance(src, (str, Path)) else ())
-    with decoding(src, session, options, on_start) as (latent, runner):
+    output = output or VideoOutput()
+    with decoding(src, session, options, on_start, output) as (latent, runner):
         header = latent.header
         frames = decoded_frames(latent, runner, options.only, progress)
-        count = write_frames(dst, header.video, header.geometry, frames, output or VideoOutput())
+        count = write_frames(dst, header.video, header.geometry, frames, output)
     width, height = header.geometry.output_size
-    return DecodeResult(_source_name(src), str(dst), count, width, height, float(header.video.fps), options.only,
-                        time.perf_counter() - started)  # fmt: skip
+    return DecodeResult(_source_name(src), str(dst), count, width, height, float(header.video.fps),
+                        time.perf_counter() - started, str(session.device), session.precision, options.only)  # fmt: skip

@@ -15,8 +15,8 @@ class JsonResult:
 
 
 @dataclass(frozen=True)
-class EncodeResult(JsonResult):
-    """A video encoded to a `.vtw` file."""
+class VideoJobResult(JsonResult):
+    """What every job between a video and its latents reports."""
 
     input: str
     output: str
@@ -24,6 +24,19 @@ class EncodeResult(JsonResult):
     width: int
     height: int
     fps: float
+    seconds: float
+    device: str  # where the model ran, e.g. "cpu", "cuda:0"
+    precision: str  # fp32, bf16 or fp16 (what "auto" chose)
+
+    @property
+    def frames_per_second(self) -> float:
+        return self.frames / self.seconds
+
+
+@dataclass(frozen=True)
+class EncodeResult(VideoJobResult):
+    """A video encoded to a `.vtw` file."""
+
     clips: int
     tiles_per_clip: int
     bytes: int
@@ -32,29 +45,13 @@ class EncodeResult(JsonResult):
     compression_vs_raw: float | None  # raw RGB24 bytes / file bytes
     input_bytes: int | None  # size of the input file (None for stdin or frames in memory)
     latent_dtype: str
-    seconds: float
-
-    @property
-    def frames_per_second(self) -> float:
-        return self.frames / self.seconds
 
 
 @dataclass(frozen=True)
-class DecodeResult(JsonResult):
+class DecodeResult(VideoJobResult):
     """A `.vtw` decoded to a video file."""
 
-    input: str
-    output: str
-    frames: int
-    width: int
-    height: int
-    fps: float
     only: str | None
-    seconds: float
-
-    @property
-    def frames_per_second(self) -> float:
-        return self.frames / self.seconds
 
 
 @dataclass(frozen=True)
@@ -69,6 +66,8 @@ class SwapResult(JsonResult):
     range: str | None
     bytes: int | None  # of a .vtw output; None for video
     seconds: float
+    device: str
+    precision: str
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in super().to_json().items() if k != "bytes" or v is not None}

@@ -20,11 +20,12 @@ import numpy as np
 
 from models import Latents
 
+from vidtwin_cli.callbacks import OnStart, Progress
 from vidtwin_cli.atomic import check_writable
 from vidtwin_cli.codec.model_session import ModelSession
 from vidtwin_cli.codec.options import EncodeOptions, SwapOptions, VideoOutput
 from vidtwin_cli.codec.pipeline import (
-    Latent, LatentSource, MemoryVtw, OnStart, Progress, check_model, decoded_frames, encode_latents, open_latents,
+    Latent, LatentSource, MemoryVtw, check_model, clip_decoded, decoded_frames, encode_latents, open_latents,
     trimmed, write_frames,
 )  # fmt: skip
 from vidtwin_cli.codec.results import SwapResult
@@ -32,7 +33,7 @@ from vidtwin_cli.codec.runtime import ModelRunner
 from vidtwin_cli.errors import InputError, ModelError
 from vidtwin_cli.video.info import Geometry, VideoInfo
 from vidtwin_cli.video.io import VideoReader, iter_clips
-from vidtwin_cli.video.tiling import frames_to_tiles, resize_clip, tiles_to_frames
+from vidtwin_cli.video.tiling import frames_to_tiles, resize_clip
 from vidtwin_cli.vtw.container import VtwFile, VtwHeader, VtwWriter
 
 SwapSource = LatentSource  # a .vtw path (or an in-memory VtwFile), or any other path: a video file
@@ -74,7 +75,7 @@ def _same_grid(a: Geometry, b: Geometry) -> bool:
     return (a.fit, a.rows, a.cols) == (b.fit, b.rows, b.cols)
 
 
-def _on_grid(frames: Iterable[np.ndarray], geometry: Geometry, runner: ModelRunner, progress: Progress) -> Latents:
+def _on_grid(frames: Iterable[np.ndarray], geometry: Geometry, runner: ModelRunner, progress: Progress | None) -> Latents:
     """Latents of frames of any size, scaled to `geometry`'s source size and encoded on its tile grid."""
     encoded = []
     for clip, valid in iter_clips(frames, runner.config.frames):
@@ -85,7 +86,7 @@ def _on_grid(frames: Iterable[np.ndarray], geometry: Geometry, runner: ModelRunn
 
 
 def conform(src: SwapSource, latent: Latent | None, target: VtwHeader, runner: ModelRunner,
-            progress: Progress = None) -> Latent:  # fmt: skip
+            progress: Progress | None = None) -> Latent:  # fmt: skip
     """The dynamics source on the structure's tile grid: as it is when it already is on it, else its
     frames (decoded from `latent`, or read from the video file `src`) scaled and encoded again."""
     if latent is not None and _same_grid(latent.header.geometry, target.geometry):
@@ -120,8 +121,8 @@ def swap_vtw(
     options: SwapOptions = SwapOptions(),
     output: VideoOutput | None = None,
     *,
-    progress: Progress = None,
-    on_start: OnStart = None,
+    progress: Progress | None = None,
+    on_start: OnStart | None = None,
 ) -> SwapResult:
     """Structure of A with the dynamics of B: A's geometry, B's timeline; a `dst` ending in .vtw stores latents.
 
@@ -132,6 +133,7 @@ def swap_vtw(
     """
     started = time.perf_counter()
     as_vtw = Path(dst).suffix == ".vtw"
+    output = output or VideoOutput()
     check_writable(Path(dst), tuple(Path(s) for s in (a_src, b_src) if isinstance(s, (str, Path))))
     with contextlib.ExitStack() as stack:
         a_file, b_file = (stack.enter_context(open_latents(s)) if is_latents(s) else None for s in (a_src, b_src))
@@ -142,6 +144,8 @@ def swap_vtw(
                              f"({ha.spec} {ha.weights_sha256[:12]} vs {hb.spec} {hb.weights_sha256[:12]})")
         if b_file is not None and options.span:  # a bad --range fails before the model loads
             parse_range(options.span, b_file.header.video.duration)
+        if not as_vtw and a_file is not None:  # A's geometry is the output's
+            output.check_size(a_file.header.geometry, a_file.name)
         loaded, runner = session.load(files[0].header.model if files else None)
         for f in files:
             check_model(loaded, f.header, f.name, options.force, session.warn)
@@ -174,19 +178,20 @@ def swap_vtw(
                         progress(int(min(t, info.frame_count - i * t)))
                 nbytes = writer.finish(info)
             return SwapResult(a.name, b.name, str(dst), info.frame_count, swapped_clips, options.span, nbytes,
-                              time.perf_counter() - started)  # fmt: skip
+                              time.perf_counter() - started, str(session.device), session.precision)  # fmt: skip
 
-        def clips() -> Iterator[np.ndarray]:
+        def frames() -> Iterator[np.ndarray]:
             nonlocal swapped_clips
             for i, lat_b in enumerate(b.iter_clips()):
                 lat, mask = mixed(i, lat_b)
-                frames = tiles_to_frames(runner.decode(lat), geometry) if mask.any() else None
-                if frames is None or not mask.all():
-                    own = tiles_to_frames(runner.decode(lat_b), geometry)
-                    frames = own if frames is None else np.where(mask[:, None, None, None], frames, own)
+                swapped = clip_decoded(runner, lat, geometry) if mask.any() else None
+                own = clip_decoded(runner, lat_b, geometry) if not mask.all() else None
                 swapped_clips += bool(mask.any())
-                yield frames
+                for inside_span in mask:  # frame by frame: the swap inside the span, B's own outside
+                    frame_swapped = next(swapped) if swapped is not None else None
+                    frame_own = next(own) if own is not None else None
+                    yield frame_swapped if inside_span else frame_own
 
-        count = write_frames(dst, info, geometry, trimmed(clips(), info.frame_count, progress), output or VideoOutput())
+        count = write_frames(dst, info, geometry, trimmed(frames(), info.frame_count, progress), output)
     return SwapResult(a.name, b.name, str(dst), count, swapped_clips, options.span, None,
-                      time.perf_counter() - started)  # fmt: skip
+                      time.perf_counter() - started, str(session.device), session.precision)  # fmt: skip

@@ -11,8 +11,10 @@ from __future__ import annotations
 import hashlib
 import json
 import pickle
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, TypeVar
 
 import torch
 from safetensors import SafetensorError
@@ -34,6 +36,7 @@ BUNDLED_MODEL = Path(__file__).parents[1] / "data" / "vidtwin-small.safetensors"
 SAMPLE_CLIP = Path(__file__).parents[1] / "data" / "sample.mp4"  # our own procedural footage (scripts/make_sample_clip.py)
 DEFAULT_MODEL = "default"  # the trained small model shipped in the package (docs/model-card.md)
 PRESET_SEED = 0
+M = TypeVar("M", bound=torch.nn.Module)
 WEIGHT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
@@ -110,17 +113,23 @@ def read_model_file(path: Path) -> tuple[VidTwinConfig, dict[str, torch.Tensor],
     return config, tensors, meta
 
 
-def build_model(config: VidTwinConfig, state_dict: dict[str, torch.Tensor] | None = None) -> VidTwinAE:
-    """An eval-mode fp32 model; random init seeded with PRESET_SEED when no weights are given."""
+def build(family: Callable[[Any], M], config: Any, state_dict: dict[str, torch.Tensor] | None = None) -> M:
+    """An eval-mode fp32 `family(config)` holding `state_dict` (strictly), or random weights seeded
+    with PRESET_SEED when none are given. Weights that do not fit are a ModelError."""
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(PRESET_SEED)
-        model = VidTwinAE(config)
+        model = family(config)
     if state_dict is not None:
         try:
             load_strict(model, {k: v.to(torch.float32) for k, v in state_dict.items()})
         except ValueError as e:
-            raise ModelError(str(e)) from e
+            raise ModelError(f"{type(model).__name__} {e}") from e
     return model.eval()
+
+
+def build_model(config: VidTwinConfig, state_dict: dict[str, torch.Tensor] | None = None) -> VidTwinAE:
+    """A VidTwin autoencoder, as `build` makes it."""
+    return build(VidTwinAE, config, state_dict)
 
 
 def _load_file(spec: str, source: str, path: Path, commit: str | None = None) -> LoadedModel:
@@ -212,7 +221,7 @@ def convert_official(
 
     Returns the preset name and the model.
     """
-    advance = progress(f"converting {src.name}", 3) if progress else (lambda n: None)
+    advance = progress(f"converting {src.name}", 3, "steps") if progress else (lambda n: None)
     raw = read_official_state(src)
     advance(1)
     preset = identify_preset(raw, src)

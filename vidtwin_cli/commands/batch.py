@@ -6,10 +6,12 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import torch
 import typer
 
 from vidtwin_cli.bench.baseline import BASELINE_CODECS
-from vidtwin_cli.batch.bench_job import LPIPS_OFF, BenchSettings
+from vidtwin_cli.batch.bench_job import BenchSettings
+from vidtwin_cli.bench.lpips_weights import check_lpips_net
 from vidtwin_cli.batch.inputs import parse_shard, plan
 from vidtwin_cli.batch.jobs import DecodeSettings, EncodeSettings, Settings, WorkerSpec
 from vidtwin_cli.batch.local import LocalPool
@@ -17,6 +19,7 @@ from vidtwin_cli.batch.manifest import JobLog, JobRecord
 from vidtwin_cli.batch.ray_backend import RayPool
 from vidtwin_cli.batch.runner import BatchSummary, plan_local, plan_ray, run_batch
 from vidtwin_cli.bench.video import VideoBenchOptions
+from vidtwin_cli.codec.runtime import AUTO, precision_name, resolve_device
 from vidtwin_cli.console import err_console, print_json, progress_bar, warner
 from vidtwin_cli.errors import RuntimeFailure, UsageError
 from vidtwin_cli.interrupts import Interrupted
@@ -52,7 +55,6 @@ ForceOption = Annotated[bool, typer.Option("--force", help="Redo every file, eve
 
 RAY_THREADS = 2  # CPUs per Ray actor unless --threads says otherwise
 NO_BASELINE = "none"
-LPIPS_NETS = ("alex", "vgg", LPIPS_OFF)
 
 
 def _run(settings: Settings, src: Path, out_dir: Path, manifest: Path | None, patterns: list[str] | None,
@@ -128,8 +130,8 @@ def encode(
     ray: RayOption = None,
     force: ForceOption = False,
     model: ModelOption = None,
-    device: DeviceOption = "cpu",
-    precision: PrecisionOption = "fp32",
+    device: DeviceOption = AUTO,
+    precision: PrecisionOption = AUTO,
     batch_size: BatchOption = 8,
     compile: CompileOption = False,
     fit: Annotated[str, typer.Option("--fit", help="tile (exact size), resize, or crop (official centre crop).")] = "tile",
@@ -160,8 +162,8 @@ def decode(
     ray: RayOption = None,
     force: ForceOption = False,
     model: ModelOption = None,
-    device: DeviceOption = "cpu",
-    precision: PrecisionOption = "fp32",
+    device: DeviceOption = AUTO,
+    precision: PrecisionOption = AUTO,
     batch_size: BatchOption = 8,
     compile: CompileOption = False,
     only: OnlyOption = None,
@@ -195,9 +197,9 @@ def bench(
     ray: RayOption = None,
     force: ForceOption = False,
     model: ModelOption = None,
-    device: DeviceOption = "cpu",
+    device: DeviceOption = AUTO,
     precision: Annotated[list[str] | None, typer.Option(
-        "--precision", help="fp32, bf16, fp16 (CUDA); repeatable.")] = None,
+        "--precision", help="auto, fp32, bf16, fp16 (CUDA); repeatable (default auto).")] = None,
     batch_size: BatchOption = 1,
     fit: Annotated[str, typer.Option("--fit", help="tile or resize (quality is measured at source size).")] = "tile",
     dtype: Annotated[str, typer.Option("--dtype", help="Latent storage measured: fp16, bf16, fp32 or int8.")] = "fp16",
@@ -213,10 +215,10 @@ def bench(
     baselines = tuple(BASELINE_CODECS) if baseline is None else tuple(b for b in baseline if b != NO_BASELINE)
     if unknown := [b for b in baselines if b not in BASELINE_CODECS]:
         raise UsageError(f"--baseline {unknown[0]!r} is not one of {', '.join([*BASELINE_CODECS, NO_BASELINE])}")
-    if lpips not in LPIPS_NETS:
-        raise UsageError(f"--lpips must be one of {', '.join(LPIPS_NETS)}")
+    check_lpips_net(lpips)
     VideoBenchOptions(fit, dtype, repeat)  # checks --fit / --dtype / --repeat as `vidtwin bench` does
-    precisions = list(dict.fromkeys(precision or ["fp32"]))
+    planned = torch.device("cuda") if device.startswith("cuda") else resolve_device(device)  # Ray: the actors' kind
+    precisions = list(dict.fromkeys(precision_name(p, planned) for p in precision or [AUTO]))
     settings = BenchSettings(tuple(precisions), fit, dtype, repeat, baselines, rd, lpips, lpips_every)
     _run(settings, src, out_dir, manifest, glob, root, shard, workers, threads, ray, force, model, device, precisions,
          batch_size, json_out, quiet)  # fmt: skip

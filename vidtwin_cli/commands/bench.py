@@ -16,16 +16,15 @@ from vidtwin_cli.bench.video import VideoBenchOptions, run_videos, trimmed_copie
 from vidtwin_cli.video.io import Trim
 from vidtwin_cli.console import TaskProgress, err_console, print_json, progress_bar, warner
 from vidtwin_cli.errors import UsageError
-from vidtwin_cli.bench.lpips_weights import load_lpips
+from vidtwin_cli.bench.lpips_weights import check_lpips_net, lpips_for
 from vidtwin_cli.bench.plotting import plot_report, require_matplotlib
-from vidtwin_cli.codec.runtime import PRECISIONS, resolve_device
+from vidtwin_cli.codec.runtime import AUTO, PRECISIONS, precision_name, resolve_device
 from vidtwin_cli.atomic import Existing
 from vidtwin_cli.commands.options import (
     BatchOption, DeviceOption, DurationOption, FramesOption, JsonOption, ModelOption, NoOverwriteOption, OverwriteOption,
     QuietOption, StartOption,
 )  # fmt: skip
 
-LPIPS_NETS = ("alex", "vgg", "off")
 
 
 def command(
@@ -33,8 +32,9 @@ def command(
     model: ModelOption = None,
     preset: Annotated[str | None, typer.Option("--preset", help="With --synthetic: a preset, random weights.")] = None,
     synthetic: Annotated[bool, typer.Option("--synthetic", help="Time the model on generated clips; no video.")] = False,
-    device: DeviceOption = "cpu",
-    precision: Annotated[list[str] | None, typer.Option("--precision", help="fp32, bf16, fp16 (CUDA); repeatable.")] = None,
+    device: DeviceOption = AUTO,
+    precision: Annotated[list[str] | None, typer.Option(
+        "--precision", help="auto, fp32, bf16, fp16 (CUDA); repeatable (default auto).")] = None,
     repeat: Annotated[int | None, typer.Option("--repeat", min=1, help="Timed runs per precision (3 synthetic, 1 video).")] = None,
     warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed runs first (synthetic).")] = 1,
     clips: Annotated[int, typer.Option("--clips", min=1, help="Clips per synthetic run.")] = 1,
@@ -57,9 +57,8 @@ def command(
     quiet: QuietOption = False,
 ) -> None:
     """Measure quality, rate, speed and memory of the model, and x264/x265 at the same size."""
-    precisions = precision or ["fp32"]
-    if unknown := [p for p in precisions if p not in PRECISIONS]:
-        raise UsageError(f"--precision {unknown[0]!r} is not one of {', '.join(PRECISIONS)}")
+    if unknown := [p for p in precision or [] if p not in (*PRECISIONS, AUTO)]:
+        raise UsageError(f"--precision {unknown[0]!r} is not one of {', '.join([*PRECISIONS, AUTO])}")
     if synthetic == bool(inputs):
         raise UsageError("give video inputs, or --synthetic without inputs")
     if preset and (model or not synthetic):
@@ -68,8 +67,7 @@ def command(
         raise UsageError("--compile goes with --synthetic")
     if unknown := [b for b in baseline or [] if b not in BASELINE_CODECS]:
         raise UsageError(f"--baseline {unknown[0]!r} is not one of {', '.join(BASELINE_CODECS)}")
-    if lpips not in LPIPS_NETS:
-        raise UsageError(f"--lpips must be one of {', '.join(LPIPS_NETS)}")
+    check_lpips_net(lpips)
     if plot is not None:
         require_matplotlib()
         if Existing(overwrite, never).skip(plot):
@@ -78,6 +76,7 @@ def command(
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
+    precisions = list(dict.fromkeys(precision_name(p, dev) for p in precision or [AUTO]))
     err = err_console()
     warn = warner(err)
 
@@ -89,7 +88,7 @@ def command(
                                    warn, compile)
         else:
             options = VideoBenchOptions(fit, dtype, repeat or 1, batch_size, tuple(baseline or BASELINE_CODECS), rd=rd,
-                                        lpips=None if lpips == "off" else load_lpips(lpips).to(dev), lpips_every=lpips_every)
+                                        lpips=lpips_for(lpips, dev), lpips_every=lpips_every)
             task.start(video_steps(options, len(precisions)) * len(inputs))
             with tempfile.TemporaryDirectory(prefix="vidtwin-bench-") as work:
                 parts = trimmed_copies(inputs, Trim(start, duration, frames), Path(work))
@@ -134,8 +133,10 @@ def tables(report: dict) -> list[Table]:
         rows = [(f"vidtwin {r['precision']}", rate["bytes"], rate["kbit_per_s"], r["quality"]) for r in video["runs"]]
         rows += [(b["codec"] if b["matched"] else f"{b['codec']} (missed size*)", b["bytes"], b["kbit_per_s"], b["quality"])
                  for b in video["baselines"]]  # fmt: skip
+        if resample := video.get("resample"):
+            rows.append((f"bicubic, {resample['values']:,} values", None, None, resample["quality"]))
         for name, nbytes, kbps, q in rows:
-            quality.add_row(name, f"{nbytes:,}", _f(kbps, ".0f"), _f(q["psnr"]["pooled"]), _f(q["ssim"]["mean"], ".3f"),
+            quality.add_row(name, _f(nbytes, ","), _f(kbps, ".0f"), _f(q["psnr"]["pooled"]), _f(q["ssim"]["mean"], ".3f"),
                             _f(q["lpips"] and q["lpips"]["mean"], ".3f"), _f(q["flicker_rmse"], ".1f"),
                             _f(q["clip_seam"] and q["clip_seam"]["ratio"]), _f(q["tile_seam"] and q["tile_seam"]["ratio"]))  # fmt: skip
         if not all(b["matched"] for b in video["baselines"]):

@@ -8,14 +8,13 @@ from typing import Annotated
 import typer
 
 from vidtwin_cli.console import err_console, print_json, progress_bar
+from vidtwin_cli.commands.options import JsonOption, QuietOption
 from vidtwin_cli.errors import InputError
-from vidtwin_cli.generation.labels import LABELS_FILE, labels_from_folders, read_labels
+from vidtwin_cli.media import LABELS_FILE, labels_from_folders, read_labels
 from vidtwin_cli.generation.synth import CLASSES, SynthSettings, classify_video, write_dataset
 
 app = typer.Typer(no_args_is_help=True, help="Built-in datasets: make synth-motion, score videos with its classifier.")
 
-JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON object on stdout.")]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
 
 
 @app.command("synth-motion")

@@ -10,10 +10,12 @@ import typer
 from vidtwin_cli import api
 from vidtwin_cli.atomic import STDIO, Existing
 from vidtwin_cli.console import err_console, print_json, report_kept, task_progress, warner
+from vidtwin_cli.codec.options import DEFAULT_MAX_SIDE
 from vidtwin_cli.errors import UsageError
+from vidtwin_cli.codec.runtime import AUTO
 from vidtwin_cli.commands.options import (
     BatchOption, CodecOption, CompileOption, CrfOption, DeviceOption, ForceOption, FormatOption, JsonOption,
-    ModelOption, NoOverwriteOption, OnlyOption, OverwriteOption, PrecisionOption, QuietOption,
+    MaxSideOption, ModelOption, NoOverwriteOption, OnlyOption, OverwriteOption, PrecisionOption, QuietOption,
 )  # fmt: skip
 
 
@@ -22,13 +24,14 @@ def command(
     output: Annotated[Path, typer.Option("--output", "-o", help="Video file to write ('-' = stdout, with --format).")],
     only: OnlyOption = None,
     model: ModelOption = None,
-    device: DeviceOption = "cpu",
-    precision: PrecisionOption = "fp32",
+    device: DeviceOption = AUTO,
+    precision: PrecisionOption = AUTO,
     batch_size: BatchOption = 8,
     compile: CompileOption = False,
     codec: CodecOption = "libx264",
     crf: CrfOption = None,
     format: FormatOption = None,
+    max_side: MaxSideOption = DEFAULT_MAX_SIDE,
     force: ForceOption = False,
     overwrite: OverwriteOption = False,
     never: NoOverwriteOption = False,
@@ -36,19 +39,21 @@ def command(
     quiet: QuietOption = False,
 ) -> None:
     """Decode latents to video (the model recorded in the file unless --model is given)."""
-    options, video = api.DecodeOptions(only, force), api.VideoOutput(codec, crf, format)
+    options, video = api.DecodeOptions(only, force), api.VideoOutput(codec, crf, format, max_side)
     if str(output) == STDIO and json_out:
         raise UsageError("--json and -o - both want stdout; write the video to a file")
     if Existing(overwrite, never).skip(output):
         report_kept(output, json_out, quiet)
         return
     err = err_console()
-    session = api.ModelSession(model, device, precision, batch_size, warn=warner(err), compile=compile)
     with task_progress(err, source.name, quiet) as task:
+        session = api.ModelSession(model, device, precision, batch_size, warn=warner(err), compile=compile,
+                                   progress=task.stage)  # fmt: skip
         result = api.decode(source, output, model=session, options=options, video=video, progress=task.advance,
                             on_start=task.start)  # fmt: skip
     if json_out:
         print_json(result.to_json())
     elif not quiet:
         err.print(f"{result.input} -> {result.output}: {result.frames} frames {result.width}x{result.height}, "
-                  f"{result.frames_per_second:.1f} frames/s", markup=False, soft_wrap=True)
+                  f"{result.frames_per_second:.1f} frames/s on {result.device} ({result.precision})", markup=False,
+                  soft_wrap=True)  # fmt: skip

@@ -13,6 +13,7 @@ from vidtwin_cli import api
 from vidtwin_cli.bench.metrics import VideoQuality, compare
 from vidtwin_cli.atomic import Existing
 from vidtwin_cli.console import err_console, print_json, report_kept, task_progress, warner
+from vidtwin_cli.codec.runtime import AUTO
 from vidtwin_cli.codec.weights import SAMPLE_CLIP
 from vidtwin_cli.commands.options import (
     DeviceOption, JsonOption, ModelOption, NoOverwriteOption, OverwriteOption, PrecisionOption, QuietOption,
@@ -24,8 +25,8 @@ def command(
     out_dir: Annotated[Path | None, typer.Option(
         "--out-dir", help="Where sample.vtw and sample.decoded.mp4 go (created if missing; default: a new temporary folder).")] = None,
     model: ModelOption = None,
-    device: DeviceOption = "cpu",
-    precision: PrecisionOption = "fp32",
+    device: DeviceOption = AUTO,
+    precision: PrecisionOption = AUTO,
     overwrite: OverwriteOption = False,
     never: NoOverwriteOption = False,
     json_out: JsonOption = False,
@@ -72,6 +73,8 @@ def command(
         print_json(result)
         return
     table = Table(title="vidtwin demo", show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
     for key, value in (
         ("model", result["model"]),
         ("clip", f"{SAMPLE_CLIP.name}: {result['frames']} frames {enc.width}x{enc.height}"),
@@ -84,7 +87,7 @@ def command(
         ("SSIM", f"{result['ssim']:.4f}"),
         ("time", f"encode {result['encode_seconds']:.1f} s, decode {result['decode_seconds']:.1f} s"),
     ):
-        table.add_row(f"[bold]{key}[/]", value)
+        table.add_row(key, value)
     err.print(table)
     if not quiet:
         err.print(f"files written to {out_dir}/ (play sample.decoded.mp4 there)", markup=False, soft_wrap=True)

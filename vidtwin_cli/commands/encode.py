@@ -11,9 +11,10 @@ import typer
 
 from vidtwin_cli import api
 from vidtwin_cli.atomic import STDIO, Existing
-from vidtwin_cli.console import TaskProgress, err_console, print_json, progress_bar, report_kept, warner
+from vidtwin_cli.console import TaskProgress, err_console, print_json, progress_bar, report_kept, stages, warner
 from vidtwin_cli.errors import RuntimeFailure, UsageError, VidtwinError
 from vidtwin_cli.interrupts import Interrupted
+from vidtwin_cli.codec.runtime import AUTO
 from vidtwin_cli.commands.options import (
     BatchOption, CompileOption, DeviceOption, DurationOption, FormatOption, FramesOption, JsonOption, ModelOption,
     NoOverwriteOption, OverwriteOption, PrecisionOption, QuietOption, StartOption,
@@ -58,8 +59,8 @@ def command(
     output: Annotated[Path | None, typer.Option("--output", "-o", help="Output .vtw ('-' = stdout); one input only.")] = None,
     out_dir: Annotated[Path | None, typer.Option("--out-dir", help="Directory for <name>.vtw outputs (created if missing).")] = None,
     model: ModelOption = None,
-    device: DeviceOption = "cpu",
-    precision: PrecisionOption = "fp32",
+    device: DeviceOption = AUTO,
+    precision: PrecisionOption = AUTO,
     batch_size: BatchOption = 8,
     compile: CompileOption = False,
     fit: Annotated[str, typer.Option("--fit", help="tile (exact size), resize, or crop (official centre crop).")] = "tile",
@@ -95,9 +96,10 @@ def command(
         out_dir.mkdir(parents=True, exist_ok=True)  # as batch does
 
     err = err_console()
-    session = api.ModelSession(model, device, precision, batch_size, warn=warner(err), compile=compile)
     results, failures = [], []
     with progress_bar(err, quiet) as bars, _saying_what_was_kept(results):
+        session = api.ModelSession(model, device, precision, batch_size, warn=warner(err), compile=compile,
+                                   progress=stages(bars))  # fmt: skip
         overall = TaskProgress(bars, "files") if len(jobs) > 1 else None
         if overall:
             overall.start(len(jobs))
@@ -126,6 +128,6 @@ def command(
             err.print(f"{path}: exists; left as it is (-n)", markup=False, soft_wrap=True)
         for r in results:
             err.print(f"{r.input} -> {r.output}: {r.frames} frames, {r.bytes:,} bytes ({_sizes(r)}), "
-                      f"{r.frames_per_second:.1f} frames/s", markup=False, soft_wrap=True)  # fmt: skip
+                      f"{r.frames_per_second:.1f} frames/s on {r.device} ({r.precision})", markup=False, soft_wrap=True)  # fmt: skip
     if failures:
         raise RuntimeFailure(f"{len(failures)} of {len(jobs)} inputs failed")

@@ -15,8 +15,9 @@ from vidtwin_cli.interrupts import Interrupted
 from vidtwin_cli.generation.sample import OUTPUT_FORMATS, SamplerSettings, check_autoencoder, output_paths, sample_latents, write_samples
 from vidtwin_cli.codec.options import VideoOutput
 from vidtwin_cli.codec.model_session import ModelSession
+from vidtwin_cli.codec.runtime import AUTO
 from vidtwin_cli.commands.options import (
-    CodecOption, CrfOption, DeviceOption, JsonOption, NoOverwriteOption, OverwriteOption, QuietOption,
+    CodecOption, CrfOption, DeviceOption, JsonOption, NoOverwriteOption, OverwriteOption, PrecisionOption, QuietOption,
 )  # fmt: skip
 
 
@@ -31,7 +32,8 @@ def command(
     fmt: Annotated[str, typer.Option("--format", help=f"File type written into a folder: {', '.join(OUTPUT_FORMATS)}.")] = "mp4",
     dit: Annotated[str, typer.Option("--dit", help="DiT file from 'vidtwin train dit' (default: the bundled synth-motion DiT).")] = "default",
     ae: Annotated[str | None, typer.Option("--ae", help="Autoencoder for decoding (default: the one the DiT records).")] = None,
-    device: DeviceOption = "auto",
+    device: DeviceOption = AUTO,
+    precision: PrecisionOption = AUTO,
     codec: CodecOption = "libx264",
     crf: CrfOption = None,
     quiet: QuietOption = False,
@@ -53,7 +55,7 @@ def command(
     if len(kept) == len(paths):
         report_kept(output, json_out, quiet)
         return
-    session = ModelSession(ae or loaded.autoencoder.spec, device)
+    session = ModelSession(ae or loaded.autoencoder.spec, device, precision)
     if kind == "video" or ae is not None:  # a .vtw needs no autoencoder, but a named one is checked
         check_autoencoder(loaded, session.load()[0])
     err = err_console()
@@ -69,9 +71,10 @@ def command(
             raise (stop.keeping(f"kept {len(done)} finished sample(s) in {output}") if done else stop) from None
     result = {"dit": loaded.spec, "dit_sha256": loaded.sha256, "class": loaded.classes[class_id], "class_id": class_id,
               "num": num, "seed": seed, "steps": steps, "cfg": cfg, "eta": eta, "device": str(session.device),
-              "format": kind, "outputs": written, "kept": [str(p) for p in kept]}  # fmt: skip
+              "precision": session.precision, "format": kind, "outputs": written, "kept": [str(p) for p in kept]}  # fmt: skip
     if json_out:
         print_json(result)
     elif not quiet:
         where = output if num == 1 else f"{Path(output)}/"
-        err.print(f"generated {num} × {result['class']} ({kind}) -> {where}", markup=False)
+        err.print(f"generated {num} × {result['class']} ({kind}) -> {where} on {result['device']} "
+                  f"({result['precision']})", markup=False)

@@ -7,16 +7,13 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from vidtwin_cli.console import err_console, print_json
+from vidtwin_cli.console import err_console, print_json, progress_bar, stages
+from vidtwin_cli.commands.options import JsonOption, ModelOption
 from vidtwin_cli.generation.weights import resolve_dit
 from vidtwin_cli.errors import UsageError
 from vidtwin_cli.codec.model_info import describe, describe_dit
 from vidtwin_cli.codec.weights import resolve_model
 
-ModelOption = Annotated[
-    str | None, typer.Option("--model", "-m", help="Preset name, .safetensors path or hub id org/name[@rev].")
-]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON object on stdout.")]
 DitOption = Annotated[str | None, typer.Option("--dit", help="Describe a latent DiT instead: preset name or DiT file.")]
 
 
@@ -27,14 +24,18 @@ def command(model: ModelOption = None, json_out: JsonOption = False, dit: DitOpt
             raise UsageError("give --model or --dit, not both")
         _show_dit(describe_dit(resolve_dit(dit)), json_out)
         return
-    info = describe(resolve_model(model))
+    with progress_bar(err_console()) as bars:  # a hub model may download and convert first
+        info = describe(resolve_model(model, progress=stages(bars)))
     if json_out:
         print_json(info)
         return
     table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
     shapes = info["latent_shapes"]
     rows = [
-        ("model", f"{info['model']} ({info['source']}{'' if info['trained'] else '; untrained: seeded random weights'})"),
+        ("model", f"{info['model']} ({info['source']}{', commit ' + info['commit'][:12] if info['commit'] else ''}"
+                  f"{'' if info['trained'] else '; untrained: seeded random weights'})"),
         ("parameters", f"{info['parameters']:,} ({info['parameters_used']:,} used in forward)"),
         ("clip (C, T, H, W)", str(tuple(info["clip_shape"]))),
         ("structure latent", str(tuple(shapes["structure"]))),
@@ -44,7 +45,7 @@ def command(model: ModelOption = None, json_out: JsonOption = False, dit: DitOpt
         ("weights sha256", info["weights_sha256"]),
     ]
     for k, v in rows:
-        table.add_row(f"[bold]{k}[/]", v)
+        table.add_row(k, v)
     err_console().print(table)
 
 
@@ -64,6 +65,8 @@ def _show_dit(info: dict, json_out: bool) -> None:
         ("weights sha256", info["weights_sha256"]),
     ]
     table = Table(show_header=False, box=None)
+    table.add_column(style="bold")
+    table.add_column()
     for k, v in rows:
-        table.add_row(f"[bold]{k}[/]", v)
+        table.add_row(k, v)
     err_console().print(table)

@@ -49,8 +49,8 @@ def command(file: VtwArgument, json_out: JsonOption = False) -> None:
     if info["provenance"]:
         rows.append(("provenance", json.dumps(info["provenance"], sort_keys=True)))
     table = Table(show_header=False, box=None)
-    table.add_column(no_wrap=True)
+    table.add_column(no_wrap=True, style="bold")
     table.add_column(overflow="fold")  # checksums and paths are never cut short
     for key, value in rows:
-        table.add_row(f"[bold]{key}[/]", value)
+        table.add_row(key, value)
     err_console().print(table)

@@ -8,10 +8,11 @@ from typing import Annotated
 import typer
 
 ModelOption = Annotated[
-    str | None, typer.Option("--model", "-m", help="Preset name, .safetensors path or hub id org/name[@rev].")
+    str | None, typer.Option("--model", "-m", help="default, preset, .safetensors path or hub id org/name[@rev][:file].")
 ]
-DeviceOption = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto.")]
-PrecisionOption = Annotated[str, typer.Option("--precision", help="fp32, bf16, or fp16 (CUDA only).")]
+DeviceOption = Annotated[str, typer.Option("--device", help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N.")]
+PrecisionOption = Annotated[str, typer.Option(
+    "--precision", help="auto (fp16 on CUDA, bf16 on a CPU with native bf16, else fp32), fp32, bf16 or fp16 (CUDA).")]
 BatchOption = Annotated[int, typer.Option("--batch-size", min=1, help="Tiles per model call.")]
 CompileOption = Annotated[bool, typer.Option(
     "--compile", help="torch.compile the transformer blocks: slower start; not faster on CPU fp32 (docs/bench.md).")]
@@ -36,3 +37,5 @@ DurationOption = Annotated[
     float | None, typer.Option("--duration", "-t", help="Use only SECONDS of each input from --start (like ffmpeg -t).")
 ]
 FramesOption = Annotated[int | None, typer.Option("--frames", help="Use at most N frames of each input from --start.")]
+MaxSideOption = Annotated[int, typer.Option(
+    "--max-side", help="Largest decoded frame side in pixels; larger .vtw files are refused (format limit 16384).")]

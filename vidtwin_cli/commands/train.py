@@ -5,16 +5,13 @@ Runs as one process or under `torchrun --nproc_per_node N` (DDP). docs/training.
 
 from __future__ import annotations
 
-import contextlib
-import logging
-import sys
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Annotated, Any
 
 import typer
 
 from vidtwin_cli.console import err_console, print_json, progress_bar
+from vidtwin_cli.commands.options import JsonOption, QuietOption
 from vidtwin_cli.training.config import parse_set
 from vidtwin_cli.training.ae_run import TrainRequest, train_autoencoder
 from vidtwin_cli.commands import train_dit
@@ -27,22 +24,6 @@ SetOption = Annotated[list[str] | None, typer.Option("--set", help="Override any
 ResumeOption = Annotated[bool, typer.Option("--resume", help="Continue the run in --out from its latest checkpoint.")]
 DeviceOption = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto; under torchrun each rank takes its LOCAL_RANK GPU.")]
 ThreadsOption = Annotated[int, typer.Option("--threads", help="torch CPU threads per process (0: torch's default).")]
-JsonOption = Annotated[bool, typer.Option("--json", help="Print the run summary as JSON on stdout.")]
-QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar.")]
-
-
-@contextlib.contextmanager
-def _warnings_to_stderr() -> Iterator[None]:
-    """Show the training package's warnings (skipped videos) as `warning: ...` lines on stderr."""
-    logger = logging.getLogger("vidtwin_cli.training")
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("warning: %(message)s"))
-    handler.setLevel(logging.WARNING)
-    logger.addHandler(handler)
-    try:
-        yield
-    finally:
-        logger.removeHandler(handler)
 
 
 def _flags(**values: Any) -> dict[str, Any]:
@@ -87,7 +68,7 @@ def ae(
     overrides.update(parse_set(set_ or []))
     request = TrainRequest(out, config, overrides, resume, device, threads, lpips_weights)
     err = err_console()
-    with _warnings_to_stderr(), progress_bar(err, quiet, unit="steps") as bar:
+    with progress_bar(err, quiet, unit="steps") as bar:
         task = bar.add_task("train ae", total=None)
 
         def progress(step: int, total: int, logs: dict[str, float]) -> None:

@@ -9,7 +9,7 @@ same seed and settings give the same noise on every device, and the same output 
 from __future__ import annotations
 
 import tempfile
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +19,7 @@ import torch
 from models import Latents
 from models.diffusion import GaussianDiffusion
 
+from vidtwin_cli.callbacks import Progress
 from vidtwin_cli.atomic import STDIO
 from vidtwin_cli.vtw.container import ModelRef, VtwFile, VtwHeader, write_vtw
 from vidtwin_cli.generation.weights import DEFAULT_DIT_SCRIPT, LoadedDiT
@@ -26,7 +27,7 @@ from vidtwin_cli.errors import ModelError, RuntimeFailure, UsageError
 from vidtwin_cli.codec.options import VideoOutput
 from vidtwin_cli.codec.pipeline import decode_vtw
 from vidtwin_cli.codec.model_session import ModelSession
-from vidtwin_cli.training.data import VIDEO_SUFFIXES
+from vidtwin_cli.media import VIDEO_SUFFIXES
 from vidtwin_cli.video.info import Geometry, VideoInfo
 from vidtwin_cli.codec.weights import LoadedModel
 
@@ -75,7 +76,7 @@ def sample_latents(
     num: int,
     settings: SamplerSettings,
     device: torch.device,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
 ) -> Latents:
     """`num` samples of class `class_id`: float32 CPU Latents (num rows). `progress` gets 1 per DDIM step."""
     if num < 1:
@@ -157,7 +158,7 @@ def write_samples(
     kind: str,
     session: ModelSession | None = None,
     output: VideoOutput | None = None,
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
     keep: Collection[Path | str] = (),
 ) -> list[str]:
     """Write sample k to paths[k]: a `.vtw`, or (kind "video") decoded by the session's autoencoder.

@@ -10,15 +10,15 @@ brightness-weighted centroid of the object (bright) against the background (dim)
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
 
+from vidtwin_cli.callbacks import Progress
 from vidtwin_cli.errors import InputError, UsageError
-from vidtwin_cli.generation.labels import LABELS_FILE, write_labels
+from vidtwin_cli.media import LABELS_FILE, write_labels
 from vidtwin_cli.video.info import VideoInfo
 from vidtwin_cli.video.io import VideoReader, VideoWriter
 
@@ -118,7 +118,7 @@ def write_dataset(
     per_class: int,
     seed: int = 0,
     settings: SynthSettings = SynthSettings(),
-    progress: Callable[[int], None] | None = None,
+    progress: Progress | None = None,
 ) -> list[tuple[str, str]]:
     """Write `per_class` videos of every class under out/<class>/ and out/labels.csv; returns the rows.
 

@@ -17,11 +17,10 @@ from pathlib import Path
 import torch
 
 from models import VidTwinConfig
-from models.checkpoint import load_strict
 from models.dit import DIT_PRESETS, DiTConfig, LatentDiT
 
 from vidtwin_cli.errors import ModelError, UsageError
-from vidtwin_cli.codec.weights import PRESET_SEED, WEIGHT_DTYPES, tensors_sha256
+from vidtwin_cli.codec.weights import WEIGHT_DTYPES, build, tensors_sha256
 from vidtwin_cli.tagged_file import read_tagged, write_tagged
 from vidtwin_cli.vtw.header import ModelRef
 
@@ -67,16 +66,8 @@ class LoadedDiT:
 
 
 def build_dit(config: DiTConfig, state_dict: dict[str, torch.Tensor] | None = None) -> LatentDiT:
-    """An eval-mode fp32 DiT; random init seeded with PRESET_SEED when no weights are given."""
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(PRESET_SEED)
-        model = LatentDiT(config)
-    if state_dict is not None:
-        try:
-            load_strict(model, {k: v.to(torch.float32) for k, v in state_dict.items()})
-        except ValueError as e:
-            raise ModelError(f"DiT {e}") from e
-    return model.eval()
+    """A latent DiT, as `codec.weights.build` makes it."""
+    return build(LatentDiT, config, state_dict)
 
 
 def save_dit(

@@ -7,7 +7,6 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -15,6 +14,7 @@ from typing import Any
 import torch
 import torch.distributed as torch_dist
 
+from vidtwin_cli.callbacks import Warn
 from vidtwin_cli.errors import InputError, ModelError, UsageError
 from vidtwin_cli.bench.lpips_weights import load_lpips
 from vidtwin_cli.codec.runtime import slow_bf16_warning
@@ -22,13 +22,14 @@ from vidtwin_cli.codec.weights import build_model, read_model_file, resolve_mode
 from vidtwin_cli.training.ae_step import AutoencoderTask, fresh_model, training_metadata
 from vidtwin_cli.training.checkpointing import RunDir
 from vidtwin_cli.training.config import TrainConfig, config_from_dict, read_config_file, resolve_config
-from vidtwin_cli.training.data import ClipDataset, clip_loader, describe, list_videos, probe_videos, validation_clips
+from vidtwin_cli.media import list_videos
+from vidtwin_cli.training.data import ClipDataset, clip_loader, describe, probe_videos, validation_clips
 from vidtwin_cli.training.distributed import DistContext, init_distributed, shutdown_distributed
 from vidtwin_cli.training.loop import LoopSettings, StepProgress, run_loop
 
 log = logging.getLogger(__name__)
 
-Report = Callable[[str], None]
+Report = Warn
 
 
 @dataclass

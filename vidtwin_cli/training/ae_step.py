@@ -28,6 +28,7 @@ from vidtwin_cli.codec.weights import save_model
 from vidtwin_cli.training.config import TrainConfig
 from vidtwin_cli.training.distributed import DistContext
 from vidtwin_cli.training.loop import step_seed, warmup_cosine
+from vidtwin_cli.video.pixels import unit_to_frames
 
 # Purposes of the per-step seeds (see loop.step_seed): dropout, posterior samples, initialisation.
 SEED_DROPOUT, SEED_POSTERIOR, SEED_INIT = 1, 2, 3
@@ -70,8 +71,7 @@ def fresh_model(config: TrainConfig) -> VidTwinAE:
 
 def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
     """(B, C, T, H, W) in [-1, 1] -> RGB uint8 frames (B·T, H, W, C)."""
-    x = ((video.detach().float().clamp(-1, 1) + 1) * 127.5).round().to(torch.uint8)
-    return x.permute(0, 2, 3, 4, 1).reshape(-1, *x.shape[3:], x.shape[1]).cpu().numpy()
+    return unit_to_frames(video.detach().transpose(1, 2).flatten(0, 1))  # via (B·T, C, H, W)
 
 
 class AutoencoderTask:

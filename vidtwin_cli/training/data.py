@@ -23,13 +23,11 @@ from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vidtwin_cli.errors import InputError
 from vidtwin_cli.video.io import VideoReader
+from vidtwin_cli.video.pixels import to_unit
 from vidtwin_cli.training.config import DataConfig
 
 log = logging.getLogger(__name__)
 
-VIDEO_SUFFIXES = {".mp4", ".m4v", ".mov", ".mkv", ".webm", ".avi", ".mpg", ".mpeg", ".ts", ".nut", ".flv",
-                  ".wmv", ".3gp", ".ogv", ".y4m", ".gif"}  # fmt: skip
-LIST_SUFFIXES = {".txt", ".list", ".lst"}
 SEED_EPOCH, SEED_CLIP, SEED_VAL = 11, 12, 13  # purposes of the data seeds
 
 
@@ -46,29 +44,6 @@ class VideoEntry:
     def stride(self, sample_fps: float) -> int:
         """Official rule: every round(fps / sample_fps)-th frame, at least every frame."""
         return max(1, round(self.fps / sample_fps))
-
-
-def list_videos(sources: tuple[str, ...] | list[str]) -> list[Path]:
-    """Expand videos, folders (recursive, by video suffix) and list files (one path a line,
-    relative to the list, `#` comments) into a sorted, de-duplicated list of paths."""
-    found: list[Path] = []
-    for src in sources:
-        path = Path(src)
-        if path.is_dir():
-            found += sorted(p for p in path.rglob("*") if p.is_file() and p.suffix.lower() in VIDEO_SUFFIXES)
-        elif path.suffix.lower() in LIST_SUFFIXES:
-            try:
-                lines = path.read_text().splitlines()
-            except OSError as e:
-                raise InputError(f"{path}: cannot read the video list ({e.strerror or e})") from e
-            entries = [line.strip() for line in lines if line.strip() and not line.lstrip().startswith("#")]
-            found += [p if p.is_absolute() else path.parent / p for p in map(Path, entries)]
-        elif path.exists():
-            found.append(path)
-        else:
-            raise InputError(f"{path}: no such video, folder or list file")
-    unique = list(dict.fromkeys(p.resolve() for p in found))
-    return unique
 
 
 def probe_videos(paths: list[Path]) -> list[VideoEntry]:
@@ -115,7 +90,7 @@ def clip_tensor(frames: np.ndarray, box: tuple[int, int, int], tile: int) -> tor
     x = x.permute(0, 3, 1, 2).float()  # (T, 3, side, side)
     if side != tile:
         x = F.interpolate(x, size=(tile, tile), mode="bilinear", antialias=True, align_corners=False)
-    return (x / 127.5 - 1.0).clamp(-1, 1).transpose(0, 1).contiguous()
+    return to_unit(x).clamp(-1, 1).transpose(0, 1).contiguous()
 
 
 class ClipDataset(Dataset):

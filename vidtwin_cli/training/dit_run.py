@@ -9,13 +9,13 @@ data differ. config.json keeps the data list, classes and autoencoder, so `--res
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import torch
 
+from vidtwin_cli.callbacks import Warn
 from vidtwin_cli.vtw.header import ModelRef
 from vidtwin_cli.generation.weights import load_dit_file
 from vidtwin_cli.errors import InputError, ModelError, UsageError
@@ -30,7 +30,7 @@ from vidtwin_cli.training.ae_run import open_run, share
 
 log = logging.getLogger(__name__)
 
-Report = Callable[[str], None]
+Report = Warn
 RUN_KIND = "dit"
 CACHE_DIR = "latents"  # inside the run directory unless --cache is given
 

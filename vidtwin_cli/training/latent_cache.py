@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 
@@ -18,9 +17,10 @@ import torch
 
 from models import Latents
 
+from vidtwin_cli.callbacks import Progress, Warn
 from vidtwin_cli.vtw.container import open_vtw, read_vtw
 from vidtwin_cli.errors import ContainerError, InputError, UsageError
-from vidtwin_cli.generation.labels import labels_from_folders, read_labels
+from vidtwin_cli.media import labels_from_folders, read_labels
 from vidtwin_cli.codec.options import EncodeOptions
 from vidtwin_cli.codec.pipeline import encode_video
 from vidtwin_cli.codec.model_session import ModelSession
@@ -63,8 +63,8 @@ def encode_cache(
     session: ModelSession,
     cache_dir: Path,
     fit: str = "crop",
-    progress: Callable[[int], None] | None = None,
-    warn: Callable[[str], None] = log.warning,
+    progress: Progress | None = None,
+    warn: Warn = log.warning,
 ) -> list[Path | None]:
     """Encode every video (or reuse its cached `.vtw`); None (and a warning) for a video that cannot be read."""
     loaded, _ = session.load()

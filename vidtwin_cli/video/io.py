@@ -10,7 +10,6 @@ from __future__ import annotations
 import contextlib
 import logging
 import math
-import sys
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -20,7 +19,7 @@ from types import TracebackType
 import av
 import numpy as np
 
-from vidtwin_cli.atomic import STDIO, atomic_path
+from vidtwin_cli.atomic import STDIO, atomic_path, stdin_bytes, stdout_bytes
 from vidtwin_cli.errors import InputError, RuntimeFailure, UsageError
 from vidtwin_cli.video.info import VideoInfo
 
@@ -165,7 +164,7 @@ class VideoReader:
 
     def _open(self) -> av.container.InputContainer:
         if str(self.src) == STDIO:
-            source: object = sys.stdin.buffer  # PyAV seeks only where `seekable()` says so: pipes work
+            source: object = stdin_bytes()  # PyAV seeks only where `seekable()` says so: pipes work
         else:
             path = Path(self.src)
             if path.is_dir():
@@ -403,17 +402,26 @@ class VideoWriter:
         stack = contextlib.ExitStack()
         try:
             if str(self.dst) == STDIO:
-                target: object = sys.stdout.buffer
+                target: object = stdout_bytes()
             else:
                 target = str(stack.enter_context(atomic_path(Path(self.dst))))
             self._container = self._open(target)
-            stack.callback(self._container.close)
+            stack.callback(self._close_after_error)
             self._stream = self._add_stream()
         except BaseException as e:
             stack.__exit__(type(e), e, e.__traceback__)
             raise
         self._stack = stack
         return self
+
+    def _close_after_error(self) -> None:
+        """Close the container on the way out of a failure (success closes it before, in `__exit__`).
+
+        An output that already failed (a closed pipe, a full disk) fails again while writing its
+        trailer; that second error must not replace the first, which is the one to report.
+        """
+        with contextlib.suppress(av.FFmpegError, OSError):
+            self._container.close()
 
     def _open(self, target: object) -> av.container.OutputContainer:
         options = PIPE_FORMATS.get(self.format, {}) if str(self.dst) == STDIO else {}
@@ -496,6 +504,6 @@ class VideoWriter:
                 raise
             stack.close()  # container, then the atomic rename
             if str(self.dst) == STDIO:
-                sys.stdout.buffer.flush()
+                stdout_bytes().flush()
         else:
             stack.__exit__(exc_type, exc, tb)

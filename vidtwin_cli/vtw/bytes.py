@@ -16,11 +16,12 @@ from typing import Any
 
 import torch
 
-from vidtwin_cli.errors import ContainerError
+from vidtwin_cli.errors import ContainerError, one_line
 
 LENGTH_FIELD = 8  # u64 little-endian header length at the start of every safetensors file
 MAX_HEADER_BYTES = 1 << 20  # a .vtw header needs a few KiB; larger is hostile or not a .vtw
 MAX_TENSORS = 64
+MAX_INT = (1 << 63) - 1  # any dim or offset beyond this cannot describe bytes in a file
 ST_DTYPES = {"F16": torch.float16, "BF16": torch.bfloat16, "F32": torch.float32, "I8": torch.int8, "I64": torch.int64}
 
 Entries = dict[str, dict[str, Any]]  # tensor name -> {"dtype": str, "shape": [int], "data_offsets": [begin, end]}
@@ -110,16 +111,35 @@ def _valid_entry(entry: object) -> bool:
     if type(entry) is not dict or type(entry.get("dtype")) is not str:
         return False
     shape, offsets = entry.get("shape"), entry.get("data_offsets")
-    if type(shape) is not list or not all(type(s) is int and s >= 0 for s in shape):
+    if type(shape) is not list or not all(type(s) is int and 0 <= s <= MAX_INT for s in shape):
         return False
-    if type(offsets) is not list or len(offsets) != 2 or not all(type(o) is int for o in offsets):
+    if type(offsets) is not list or len(offsets) != 2 or not all(type(o) is int and o <= MAX_INT for o in offsets):
         return False
     return 0 <= offsets[0] <= offsets[1]
 
 
 def strict_json(text: str) -> Any:
-    """json.loads that refuses NaN, Infinity and numbers that overflow to infinity."""
-    return json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    """json.loads that refuses NaN, Infinity, numbers that overflow to infinity, and strings that are
+    not Unicode text (a lone surrogate escape such as "\\ud800" cannot be encoded as UTF-8)."""
+    value = json.loads(text, parse_constant=_refuse_constant, parse_float=_finite_float)
+    _check_strings(value)
+    return value
+
+
+def _check_strings(value: Any) -> None:
+    pending = [value]
+    while pending:  # iterative: nesting depth is bounded by the parser, not by our stack
+        node = pending.pop()
+        if type(node) is dict:
+            pending.extend(node.keys())
+            pending.extend(node.values())
+        elif type(node) is list:
+            pending.extend(node)
+        elif type(node) is str:
+            try:
+                node.encode("utf-8")
+            except UnicodeEncodeError as e:
+                raise ValueError(f"a string holds a lone surrogate {short(node[e.start:e.end])}") from None
 
 
 def _refuse_constant(token: str) -> float:
@@ -137,9 +157,3 @@ def short(value: object, limit: int = 60) -> str:
     """repr() cut to `limit` characters: hostile values stay readable in a one-line message."""
     text = repr(value)
     return text if len(text) <= limit else text[: limit - 1] + "…"
-
-
-def one_line(e: BaseException) -> str:
-    """The first line of an exception's message."""
-    lines = str(e).strip().splitlines()
-    return lines[0] if lines else type(e).__name__

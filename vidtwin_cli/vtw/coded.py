@@ -27,11 +27,10 @@ from models import Latents
 
 from vidtwin_cli import __version__
 from vidtwin_cli.atomic import atomic_output
-from vidtwin_cli.errors import ContainerError, RuntimeFailure, UsageError
+from vidtwin_cli.errors import ContainerError, RuntimeFailure, UsageError, one_line
 from vidtwin_cli.video.info import Geometry, VideoInfo
 from vidtwin_cli.vtw import chunks
 from vidtwin_cli.vtw.audio import AudioTrack, pack_packets, pack_tracks, unpack_packets, unpack_tracks
-from vidtwin_cli.vtw.bytes import one_line
 from vidtwin_cli.vtw.entropy import (
     DEFAULT_KEYINT,
     DEFAULT_QUALITY,

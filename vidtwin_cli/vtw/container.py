@@ -17,7 +17,6 @@ import hashlib
 import math
 import os
 import shutil
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -29,7 +28,7 @@ import torch
 from models import Latents, VidTwinConfig
 
 from vidtwin_cli import __version__
-from vidtwin_cli.atomic import STDIO, atomic_output, check_writable
+from vidtwin_cli.atomic import STDIO, atomic_output, check_writable, stdin_bytes
 from vidtwin_cli.vtw.bytes import (
     LENGTH_FIELD,
     MAX_HEADER_BYTES,
@@ -37,7 +36,6 @@ from vidtwin_cli.vtw.bytes import (
     canonical_order,
     check_spans,
     header_bytes,
-    one_line,
     parse_header,
     tensor_bytes,
 )
@@ -56,7 +54,7 @@ from vidtwin_cli.vtw.header import (
 )
 from vidtwin_cli.vtw import chunks
 from vidtwin_cli.vtw.coded import CodedReader, CodedStats, CodedWriter, EntropyCoding, open_coded
-from vidtwin_cli.errors import ContainerError, InputError, RuntimeFailure, UsageError
+from vidtwin_cli.errors import ContainerError, InputError, RuntimeFailure, UsageError, one_line
 from vidtwin_cli.video.info import Geometry, VideoInfo
 
 __all__ = ["LATENT_DTYPES", "CodedReader", "CodedWriter", "EntropyCoding", "Inspection", "ModelRef", "VerifyReport",
@@ -324,18 +322,20 @@ def open_vtw(src: Path | str) -> VtwReader | CodedReader:
     name = _display_name(src)
     stack = contextlib.ExitStack()
     try:
-        if str(src) == STDIO:
-            spool = stack.enter_context(tempfile.NamedTemporaryFile(prefix="vidtwin-stdin-", suffix=".vtw"))
-            shutil.copyfileobj(sys.stdin.buffer, spool, CHUNK_BYTES)
-            spool.flush()
-            path = Path(spool.name)
+        if str(src) == STDIO:  # anonymous: nothing is left behind, even by a killed process
+            f = stack.enter_context(tempfile.TemporaryFile(prefix="vidtwin-stdin-"))
+            shutil.copyfileobj(stdin_bytes(), f, CHUNK_BYTES)
         else:
             path = Path(src)
             if path.is_dir():
                 raise InputError(f"{path}: is a directory, not a .vtw file")
             if not path.exists():
                 raise InputError(f"{path}: no such file")
-        reader = _open(name, path, stack)
+            try:
+                f = stack.enter_context(open(path, "rb"))
+            except OSError as e:
+                raise InputError(f"{name}: cannot read ({e.strerror or e})") from e
+        reader = _open(name, f, stack)
         if isinstance(reader, CodedReader):  # open_coded decoded every clip already
             return reader
         for start in range(0, reader.header.rows, CHECK_ROWS):  # every value, before any is used
@@ -350,10 +350,10 @@ def _display_name(src: Path | str) -> str:
     return "<stdin>" if str(src) == STDIO else str(src)
 
 
-def _open(name: str, path: Path, stack: contextlib.ExitStack) -> VtwReader | CodedReader:
+def _open(name: str, f: IO[bytes], stack: contextlib.ExitStack) -> VtwReader | CodedReader:
     try:
-        f = stack.enter_context(open(path, "rb"))
         size = os.fstat(f.fileno()).st_size
+        f.seek(0)
         head = f.read(LENGTH_FIELD + MAX_HEADER_BYTES)
         if chunks.is_v2(head):
             return open_coded(name, f, size, stack)

@@ -10,6 +10,7 @@ import dataclasses
 import json
 import math
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
@@ -18,7 +19,7 @@ from models import Latents, VidTwinConfig
 from vidtwin_cli import __version__
 from vidtwin_cli.vtw.bytes import Entries, Layout, short, strict_json
 from vidtwin_cli.errors import ContainerError, UsageError
-from vidtwin_cli.video.info import Geometry, VideoInfo
+from vidtwin_cli.video.info import FIT_MODES, MAX_FRAMES, MAX_SIDE, Geometry, VideoInfo
 
 MAGIC = "vidtwin.vtw"
 VERSION = (1, 2)  # (major, minor): readers reject another major, accept a newer minor
@@ -30,6 +31,9 @@ ENTROPY = "entropy"  # quantised, temporally predicted, range-coded symbols: a 2
 MAX_KEYINT = 1 << 16
 MAX_STEP = float(1 << 20)  # symbol · step must stay finite in float32 for every symbol below 2^15
 CHANNEL_AXIS = {"structure": -1, "dynamics_x": 1, "dynamics_y": 1}  # the latent tensors; d_S is last, d_D is dim 1
+MAX_TEXT = 4096  # characters in any header string (a path is at most PATH_MAX)
+MAX_RATIONAL = (1 << 31) - 1  # fps, time_base, sample_aspect terms: what FFmpeg's 32-bit AVRational holds
+SEED_RANGE = (-(1 << 63), (1 << 64) - 1)  # what torch.Generator.manual_seed accepts
 SHA256_HEX = re.compile(r"^[0-9a-f]{64}$")
 COMMIT_HEX = re.compile(r"^[0-9a-f]{40}$")
 VERSION_TEXT = re.compile(r"^(\d{1,6})\.(\d{1,6})$")
@@ -152,26 +156,19 @@ class VtwHeader:
 
     @classmethod
     def from_json(cls, text: str) -> VtwHeader:
-        """Parse untrusted header JSON (without timestamps); raises ValueError, TypeError, ... with the reason."""
+        """Parse untrusted header JSON (without timestamps); raises ValueError with the reason."""
         h = strict_json(text)
-        if type(h) is not dict:
-            raise ValueError("not a JSON object")
-        model = _req(h, "model", dict)
-        geometry = Geometry.from_dict(_req(h, "geometry", dict))
-        if _req(h, "tiles_per_clip", int) != geometry.tiles_per_clip:
+        validate_header(h)
+        model, video, created = h["model"], h["video"], h["created_by"]
+        geometry = Geometry.from_dict(h["geometry"])
+        if h["tiles_per_clip"] != geometry.tiles_per_clip:
             raise ValueError(f"tiles_per_clip {h['tiles_per_clip']} differs from the "
                              f"{geometry.rows}x{geometry.cols} tile grid")
-        created = _req(h, "created_by", dict)
-        provenance = h.get("provenance", {})
-        if type(provenance) is not dict:
-            raise ValueError("'provenance' must be an object")
-        coding = _req(h, "coding", dict) if h.get("latent_dtype") == ENTROPY else {}
+        coding = h.get("coding", {})
         return cls(
-            ModelRef(_req(model, "spec", str), _req(model, "weights_sha256", str), _config(_req(model, "config", dict)),
-                     _commit(model.get("commit"))),
-            VideoInfo.from_dict({**_req(h, "video", dict), "pts": None}),
-            geometry, _req(h, "clips", int), _req(h, "latent_dtype", str), h.get("sampled"), h.get("seed"),
-            _req(created, "tool", str), _req(created, "version", str), provenance,
+            ModelRef(model["spec"], model["weights_sha256"], _config(model["config"]), model.get("commit")),
+            VideoInfo.from_dict({**video, "pts": None}), geometry, h["clips"], h["latent_dtype"], h["sampled"],
+            h.get("seed"), created["tool"], created["version"], h.get("provenance", {}),
             coding.get("step"), coding.get("keyint"),
         )  # fmt: skip
 
@@ -262,15 +259,104 @@ def _config(d: dict) -> VidTwinConfig:
     return VidTwinConfig.from_dict(d)  # unknown fields and inconsistent sizes raise ValueError
 
 
-def _commit(value: Any) -> str | None:
-    if value is not None and type(value) is not str:
-        raise ValueError(f"'commit' must be str, got {short(value)}")
-    return value
+# --------------------------------------------------------------------------- header validation
+# The JSON type and range of every header field of docs/vtw-format.md section 3, checked before any
+# value is used. Consistency between fields (clips vs frames, geometry vs model) is `VtwHeader`'s job.
+
+Check = Callable[[object], bool]
 
 
-def _req(d: dict, key: str, kind: type) -> Any:
-    if key not in d:
-        raise ValueError(f"{key!r} is missing")
-    if type(d[key]) is not kind:
-        raise ValueError(f"{key!r} must be {kind.__name__}, got {short(d[key])}")
-    return d[key]
+def _integer(low: int, high: int) -> Check:
+    return lambda v: type(v) is int and low <= v <= high  # `type is`: true/false are not integers
+
+
+def _number(v: object) -> bool:
+    return type(v) in (int, float) and math.isfinite(v) and v >= 0
+
+
+def _text(choices: tuple[str, ...] | None = None) -> Check:
+    return lambda v: type(v) is str and len(v) <= MAX_TEXT and (choices is None or v in choices)
+
+
+def _rational(v: object) -> bool:
+    return type(v) is list and len(v) == 2 and all(type(x) is int and 1 <= x <= MAX_RATIONAL for x in v)
+
+
+def _object(v: object) -> bool:
+    return type(v) is dict
+
+
+def _boolean(v: object) -> bool:
+    return type(v) is bool
+
+
+def _seed(v: object) -> bool:
+    return v is None or _integer(*SEED_RANGE)(v)
+
+
+def _step(v: object) -> bool:
+    return type(v) is float and 0 < v <= MAX_STEP
+
+
+SIDE, COUNT = _integer(1, MAX_SIDE), _integer(1, MAX_FRAMES)
+# dotted key -> (what it must be, in words; the check; whether it may be absent)
+HEADER_FIELDS: dict[str, tuple[str, Check, bool]] = {
+    "model": ("an object", _object, False),
+    "model.spec": (f"a string of at most {MAX_TEXT} characters", _text(), False),
+    "model.weights_sha256": ("64 lowercase hex digits", lambda v: type(v) is str and bool(SHA256_HEX.match(v)), False),
+    "model.config": ("an object", _object, False),
+    "model.commit": ("40 lowercase hex digits", lambda v: type(v) is str and bool(COMMIT_HEX.match(v)), True),
+    "video": ("an object", _object, False),
+    "video.width": (f"an integer in 1..{MAX_SIDE}", SIDE, False),
+    "video.height": (f"an integer in 1..{MAX_SIDE}", SIDE, False),
+    "video.fps": (f"[numerator, denominator], integers in 1..{MAX_RATIONAL}", _rational, False),
+    "video.time_base": (f"[numerator, denominator], integers in 1..{MAX_RATIONAL}", _rational, False),
+    "video.frame_count": (f"an integer in 1..{MAX_FRAMES}", COUNT, False),
+    "video.duration": ("a finite number of seconds >= 0", _number, False),
+    "video.codec": (f"a string of at most {MAX_TEXT} characters", _text(), False),
+    "video.sample_aspect": (f"[numerator, denominator], integers in 1..{MAX_RATIONAL}", _rational, True),
+    "geometry": ("an object", _object, False),
+    "geometry.fit": (" or ".join(FIT_MODES), _text(FIT_MODES), False),
+    "geometry.tile": (f"an integer in 1..{MAX_CONFIG_INT}", _integer(1, MAX_CONFIG_INT), False),
+    "geometry.width": (f"an integer in 1..{MAX_SIDE}", SIDE, False),
+    "geometry.height": (f"an integer in 1..{MAX_SIDE}", SIDE, False),
+    "geometry.rows": (f"an integer in 1..{MAX_SIDE}", SIDE, False),
+    "geometry.cols": (f"an integer in 1..{MAX_SIDE}", SIDE, False),
+    "geometry.pad_right": (f"an integer in 0..{MAX_CONFIG_INT}", _integer(0, MAX_CONFIG_INT), False),
+    "geometry.pad_bottom": (f"an integer in 0..{MAX_CONFIG_INT}", _integer(0, MAX_CONFIG_INT), False),
+    "latent_dtype": (" or ".join([*LATENT_DTYPES, ENTROPY]), _text((*LATENT_DTYPES, ENTROPY)), False),
+    "clips": (f"an integer in 1..{MAX_FRAMES}", COUNT, False),
+    "tiles_per_clip": (f"an integer in 1..{MAX_SIDE ** 2}", _integer(1, MAX_SIDE**2), False),
+    "sampled": ("true or false", _boolean, False),
+    "seed": ("an integer (64-bit) or null", _seed, True),
+    "created_by": ("an object", _object, False),
+    "created_by.tool": (f"a string of at most {MAX_TEXT} characters", _text(), False),
+    "created_by.version": (f"a string of at most {MAX_TEXT} characters", _text(), False),
+    "provenance": ("an object", _object, True),
+    "coding": ("an object", _object, True),  # entropy latents only: VtwHeader requires it there
+    "coding.step": (f"a number in (0, {MAX_STEP:g}] written with a decimal point", _step, False),
+    "coding.keyint": (f"an integer in 1..{MAX_KEYINT}", _integer(1, MAX_KEYINT), False),
+}
+
+
+def validate_header(h: object) -> None:
+    """Every field of an untrusted, parsed header has its documented JSON type and range (ValueError if not).
+
+    Parents come before their children in HEADER_FIELDS, so a child is only looked up in an object;
+    the children of an absent optional object are not looked for.
+    """
+    if type(h) is not dict:
+        raise ValueError("not a JSON object")
+    for dotted, (expected, check, optional) in HEADER_FIELDS.items():
+        *parents, key = dotted.split(".")
+        node = h
+        for parent in parents:
+            node = node.get(parent, {})
+        if parents and not node and parents[0] not in h:
+            continue
+        if key not in node:
+            if optional:
+                continue
+            raise ValueError(f"{dotted!r} is missing")
+        if not check(node[key]):
+            raise ValueError(f"{dotted} must be {expected}, got {short(node[key])}")
