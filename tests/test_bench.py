@@ -156,3 +156,10 @@ def test_bd_rate_of_a_curve_at_half_the_bytes_is_minus_50_percent():
     assert bd_rate(reference, [(r * 1.1, q) for r, q in reference]) == pytest.approx(10)
     assert bd_rate(reference, [(r, q + 100) for r, q in reference]) is None  # no common quality range
     assert bd_rate(reference, reference[:3]) is None  # a cubic needs four points
+
+
+def test_tables_are_not_cut_to_80_columns_in_a_log(cli):
+    r = cli(["bench", "--synthetic", "--preset", "tiny", "--repeat", "1", "--warmup", "0"])
+    assert r.exit_code == 0, r.stderr
+    header = next(line for line in r.stderr.splitlines() if "precision" in line)
+    assert "of sustained" in header and "RSS MiB" in header and "…" not in r.stderr

@@ -33,6 +33,7 @@ from vidtwin_cli.codec.results import DecodeResult, EncodeResult, SwapResult
 from vidtwin_cli.codec.swap import SwapSource, swap_vtw
 from vidtwin_cli.codec.weights import DEFAULT_MODEL, SAMPLE_CLIP
 from vidtwin_cli.errors import ContainerError, InputError, ModelError, RuntimeFailure, UsageError, VidtwinError  # noqa: F401 (re-exported)
+from vidtwin_cli.video.io import Trim
 from vidtwin_cli.vtw.container import Inspection, VerifyReport, VtwFile, inspect_vtw, read_vtw, verify_vtw, write_vtw
 
 ModelArg = ModelSession | str | None  # a loaded model, a spec to load, or None (the default / the file's own)

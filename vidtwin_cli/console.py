@@ -12,6 +12,7 @@ import json
 import logging
 import unicodedata
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -97,9 +98,15 @@ class CountColumn(MofNCompleteColumn):
         return Text(f"{filesize.decimal(int(task.completed))}/{total}", style="progress.download")
 
 
+PIPED_WIDTH = 200  # columns for tables when stderr is a log or a pipe (rich would cut them to 80)
+
+
 def err_console() -> Console:
-    """The console on stderr (rich would otherwise default to stdout); see `SafeConsole`."""
-    return SafeConsole(stderr=True, highlight=False, markup=False, emoji=False)
+    """The console on stderr (rich would otherwise default to stdout; see `SafeConsole`); not cut to 80 columns when piped."""
+    console = SafeConsole(stderr=True, highlight=False, markup=False, emoji=False)
+    if not console.is_terminal:
+        console.width = PIPED_WIDTH
+    return console
 
 
 def warner(console: Console) -> Warn:
@@ -202,3 +209,11 @@ def task_progress(console: Console, description: str, quiet: bool = False, unit:
     """One progress bar on stderr for one piece of work (e.g. one file's frames)."""
     with progress_bar(console, quiet, unit) as progress:
         yield TaskProgress(progress, description)
+
+
+def report_kept(path: Path | str, json_out: bool, quiet: bool) -> None:
+    """Say that an existing output was left alone (`-n`): one line on stderr, or the JSON result."""
+    if json_out:
+        print_json({"output": str(path), "skipped": "exists (-n)"})
+    elif not quiet:
+        err_console().print(f"{path}: exists; left as it is (-n)", markup=False, soft_wrap=True)

@@ -33,7 +33,7 @@ from vidtwin_cli.codec.pipeline import Stopwatch, decoded_frames, encode_video
 from vidtwin_cli.codec.runtime import ModelRunner
 from vidtwin_cli.codec.model_session import ModelSession
 from vidtwin_cli.video.info import VideoInfo, check_fit
-from vidtwin_cli.video.io import VideoReader
+from vidtwin_cli.video.io import Trim, VideoReader, VideoWriter
 
 log = logging.getLogger(__name__)
 
@@ -253,6 +253,25 @@ def _rd_sweep(src: Path, reference: Path, workdir: Path, stem: str, info: VideoI
             if progress:
                 progress(1)
     return curves
+
+
+def trimmed_copies(inputs: list[Path], trim: Trim, workdir: Path) -> list[Path]:
+    """The `trim`med part of each input as a lossless FFV1 file in `workdir`, named after the input, for
+    every later reader (model, metrics, baselines) to see the same frames; the inputs when not trimming."""
+    if trim.whole:
+        return inputs
+    copies = []
+    for n, src in enumerate(inputs):
+        dst = workdir / f"{n}" / f"{src.stem}.mkv"
+        dst.parent.mkdir()
+        with VideoReader(src, trim=trim) as video:
+            frames = list(video)  # the part a user benchmarks is short; its timing needs every frame read
+            info = video.info
+        with VideoWriter(dst, info, info.width, info.height, "ffv1") as out:
+            for frame in frames:
+                out.write(frame)
+        copies.append(dst)
+    return copies
 
 
 def video_steps(options: VideoBenchOptions, precisions: int) -> int:

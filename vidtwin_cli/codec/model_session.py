@@ -7,7 +7,7 @@ import logging
 from vidtwin_cli.callbacks import Warn
 from vidtwin_cli.codec.hub import StageProgress
 from vidtwin_cli.codec.runtime import AUTO, ModelRunner, precision_name, resolve_device, resolve_precision
-from vidtwin_cli.codec.weights import LoadedModel, resolve_model, resolve_recorded_model
+from vidtwin_cli.codec.weights import LoadedModel, resolve_model, resolve_recorded_model, untrained_note
 from vidtwin_cli.vtw.header import ModelRef
 
 log = logging.getLogger(__name__)
@@ -45,6 +45,8 @@ class ModelSession:
                 loaded = resolve_recorded_model(recorded.spec, recorded.commit)
             else:
                 loaded = resolve_model(self.spec, progress=self.progress)
+            if loaded.source == "preset":
+                self.warn(untrained_note(loaded.spec))
             runner = ModelRunner(loaded.model, self.device, self.dtype, self.batch_size, self.warn, self.compile)
             self._loaded = (loaded, runner)
         return self._loaded

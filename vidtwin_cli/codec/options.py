@@ -12,7 +12,7 @@ from typing import Literal
 
 from vidtwin_cli.errors import InputError, UsageError
 from vidtwin_cli.video.info import MAX_SIDE, FitMode, Geometry, VideoInfo, check_fit
-from vidtwin_cli.video.io import DEFAULT_CODEC, VideoWriter
+from vidtwin_cli.video.io import DEFAULT_CODEC, Trim, VideoWriter
 from vidtwin_cli.vtw.coded import EntropyCoding
 from vidtwin_cli.vtw.container import Storage
 from vidtwin_cli.vtw.entropy import DEFAULT_KEYINT, DEFAULT_QUALITY
@@ -38,6 +38,7 @@ class EncodeOptions:
     step: float | None = None  # entropy: the step in latent units (overrides quality)
     keyint: int = DEFAULT_KEYINT  # entropy: a key clip every keyint clips
     audio: bool = True  # keep the source's audio packets (entropy-coded files only)
+    trim: Trim = Trim()  # the part of the video to encode (--start/--duration/--frames); all of it by default
 
     def __post_init__(self) -> None:
         check_fit(self.fit)

@@ -21,7 +21,7 @@ import torch
 from models import Latents
 
 from vidtwin_cli.callbacks import OnStart, Progress, Warn
-from vidtwin_cli.atomic import check_writable
+from vidtwin_cli.atomic import STDIO, check_writable
 from vidtwin_cli.codec.model_session import ModelSession
 from vidtwin_cli.codec.options import DecodeOptions, EncodeOptions, VideoOutput
 from vidtwin_cli.codec.results import DecodeResult, EncodeResult
@@ -30,7 +30,7 @@ from vidtwin_cli.codec.weights import LoadedModel
 from vidtwin_cli.errors import InputError, ModelError
 from vidtwin_cli.video.frames import FrameArray
 from vidtwin_cli.video.info import Geometry, VideoInfo
-from vidtwin_cli.video.io import VideoReader, VideoWriter, iter_clips
+from vidtwin_cli.video.io import Trim, VideoReader, VideoWriter, iter_clips
 from vidtwin_cli.video.tiling import clip_frames, frames_to_tiles
 from vidtwin_cli.atomic import STDIO
 from vidtwin_cli.video.audio import AudioPacket, read_audio
@@ -87,14 +87,16 @@ def open_latents(src: LatentSource) -> Iterator[Latent]:
         yield reader
 
 
-def open_video(src: VideoSource, fps: float | Fraction | None = None,
-               format: str | None = None) -> VideoReader | FrameArray:  # fmt: skip
-    """A video file ("-": stdin, with `format`) or an array of frames (with `fps`), ready for `with`."""
+def open_video(src: VideoSource, fps: float | Fraction | None = None, format: str | None = None,
+               trim: Trim = Trim()) -> VideoReader | FrameArray:  # fmt: skip
+    """A video file ("-": stdin, with `format`; the `trim`med part) or an array of frames (with `fps`), for `with`."""
     if isinstance(src, (np.ndarray, torch.Tensor)):
         if fps is None:
             raise InputError("encoding an array of frames needs its frame rate (fps)")
+        if not trim.whole:
+            raise InputError("trim an array of frames by slicing it")
         return FrameArray(src, fps)
-    return VideoReader(src, format)
+    return VideoReader(src, format, trim)
 
 
 def _source_name(src: VideoSource | LatentSource) -> str:
@@ -119,6 +121,14 @@ def check_model(loaded: LoadedModel, header: VtwHeader, name: str, force: bool, 
 
 
 # ---- encoding --------------------------------------------------------------------------------
+
+
+def note_dropped(video: VideoReader | FrameArray, geometry: Geometry, warn: Warn) -> None:
+    """Say once what the decoded video will not have: (`--fit crop`) the source's full picture."""
+    if geometry.fit == "crop" and geometry.output_size != (video.width, video.height):
+        width, height = geometry.output_size
+        warn(f"--fit crop scales the {video.width}x{video.height} frames and keeps their centre square: the decoded "
+             f"video will be {width}x{height} (--fit tile keeps the whole picture at its size)")
 
 
 def _encoded_clips(video: VideoReader | FrameArray, geometry: Geometry, runner: ModelRunner, options: EncodeOptions,
@@ -150,17 +160,21 @@ def encode_video(
     """
     started = time.perf_counter()
     check_writable(Path(dst), (Path(src),) if isinstance(src, (str, Path)) else ())
-    with open_video(src, fps, format) as video:  # a bad input fails here, before the model loads
+    with open_video(src, fps, format, options.trim) as video:  # a bad input fails here, before the model loads
         loaded, runner = session.load()
         geometry = Geometry.plan(video.width, video.height, loaded.config.image_size, options.fit)
+        note_dropped(video, geometry, session.warn)
         if on_start:
             on_start(video.estimated_frames)
         with vtw_writer(dst, model_ref(loaded), geometry, options.storage, sampled=options.sample,
                         seed=options.seed if options.sample else None) as writer:  # fmt: skip
             for latents in _encoded_clips(video, geometry, runner, options, progress):
                 writer.add(latents)
-            if options.audio:
+            if options.audio and options.trim.whole:
                 _keep_audio(src, writer, session.warn)
+            elif video.audio_streams:
+                why = "left out (--no-audio)" if not options.audio else "not kept by a trimmed encode (--start/--duration/--frames)"
+                session.warn(f"{video.name} has audio, {why}: the decoded video will be silent")
             nbytes = writer.finish(video.info)
             header = writer.header
     summary = describe_vtw(header, nbytes)
@@ -170,6 +184,7 @@ def encode_video(
         tiles_per_clip=header.tiles_per_clip, bytes=nbytes,
         bitrate_kbps=summary["bitrate_bps"] / 1000 if summary["bitrate_bps"] else None,
         compression_rate=summary["compression_rate"], compression_vs_raw=summary["compression_vs_raw"],
+        input_bytes=Path(src).stat().st_size if isinstance(src, (str, Path)) and str(src) != STDIO else None,
         latent_dtype=header.dtype, seconds=time.perf_counter() - started, device=str(session.device),
         precision=session.precision, step=header.step, keyint=header.keyint, bits_per_value=summary["bits_per_value"],
         audio_tracks=len(writer.audio) if isinstance(writer, CodedWriter) else 0,
@@ -207,7 +222,7 @@ def encode_latents(
     The latents are the model's own float32 values; `options.dtype` applies when the file is written
     (`write_vtw`).
     """
-    with open_video(src, fps, format) as video:
+    with open_video(src, fps, format, options.trim) as video:
         loaded, runner = session.load()
         geometry = Geometry.plan(video.width, video.height, loaded.config.image_size, options.fit)
         if on_start:

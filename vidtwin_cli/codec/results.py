@@ -43,6 +43,7 @@ class EncodeResult(VideoJobResult):
     bitrate_kbps: float | None  # None for a zero-length video
     compression_rate: float  # the paper's latent values / input values
     compression_vs_raw: float | None  # raw RGB24 bytes / file bytes
+    input_bytes: int | None  # size of the input file (None for stdin or frames in memory)
     latent_dtype: str
     step: float | None = None  # entropy coding: the quantisation step
     keyint: int | None = None  # entropy coding: the key clip interval

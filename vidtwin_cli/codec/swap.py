@@ -137,6 +137,8 @@ def swap_vtw(
             ha, hb = a_file.header.model, b_file.header.model
             raise ModelError(f"{a_file.name} and {b_file.name} come from different models "
                              f"({ha.spec} {ha.weights_sha256[:12]} vs {hb.spec} {hb.weights_sha256[:12]})")
+        if b_file is not None and options.span:  # a bad --range fails before the model loads
+            parse_range(options.span, b_file.header.video.duration)
         if not as_vtw and a_file is not None:  # A's geometry is the output's
             output.check_size(a_file.header.geometry, a_file.name)
         loaded, runner = session.load(files[0].header.model if files else None)

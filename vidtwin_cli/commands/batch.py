@@ -23,10 +23,11 @@ from vidtwin_cli.codec.runtime import AUTO, precision_name, resolve_device
 from vidtwin_cli.console import err_console, print_json, progress_bar, warner
 from vidtwin_cli.errors import RuntimeFailure, UsageError
 from vidtwin_cli.interrupts import Interrupted
+from vidtwin_cli.video.io import Trim
 from vidtwin_cli.codec.options import DecodeOptions, EncodeOptions, VideoOutput
 from vidtwin_cli.commands.options import (
-    BatchOption, CodecOption, CompileOption, CrfOption, DeviceOption, JsonOption, ModelOption, OnlyOption,
-    PrecisionOption, QuietOption,
+    BatchOption, CodecOption, CompileOption, CrfOption, DeviceOption, DurationOption, FramesOption, JsonOption,
+    ModelOption, OnlyOption, PrecisionOption, QuietOption, StartOption,
 )  # fmt: skip
 
 
@@ -137,11 +138,14 @@ def encode(
     dtype: Annotated[str, typer.Option("--dtype", help="Latent storage: fp16, bf16, fp32 or int8.")] = "fp16",
     sample: Annotated[bool, typer.Option("--sample", help="Store posterior samples instead of means.")] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed for --sample.")] = None,
+    start: StartOption = 0.0,
+    duration: DurationOption = None,
+    frames: FramesOption = None,
     json_out: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Encode every video under SRC to OUT_DIR/<same path>.vtw; rerun to resume."""
-    _run(EncodeSettings(EncodeOptions(fit, dtype, sample, seed)), src, out_dir, manifest, glob, root, shard, workers, threads, ray,
+    _run(EncodeSettings(EncodeOptions(fit, dtype, sample, seed, trim=Trim(start, duration, frames))), src, out_dir, manifest, glob, root, shard, workers, threads, ray,
          force, model, device, [precision], batch_size, json_out, quiet, compile)  # fmt: skip
 
 

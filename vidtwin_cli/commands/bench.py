@@ -12,13 +12,18 @@ from rich.table import Table
 
 from vidtwin_cli.bench.baseline import BASELINE_CODECS
 from vidtwin_cli.bench.speed import run_synthetic
-from vidtwin_cli.bench.video import VideoBenchOptions, run_videos, video_steps
+from vidtwin_cli.bench.video import VideoBenchOptions, run_videos, trimmed_copies, video_steps
+from vidtwin_cli.video.io import Trim
 from vidtwin_cli.console import TaskProgress, err_console, print_json, progress_bar, warner
 from vidtwin_cli.errors import UsageError
 from vidtwin_cli.bench.lpips_weights import check_lpips_net, lpips_for
 from vidtwin_cli.bench.plotting import plot_report, require_matplotlib
 from vidtwin_cli.codec.runtime import AUTO, PRECISIONS, precision_name, resolve_device
-from vidtwin_cli.commands.options import BatchOption, DeviceOption, JsonOption, ModelOption, QuietOption
+from vidtwin_cli.atomic import Existing
+from vidtwin_cli.commands.options import (
+    BatchOption, DeviceOption, DurationOption, FramesOption, JsonOption, ModelOption, NoOverwriteOption, OverwriteOption,
+    QuietOption, StartOption,
+)  # fmt: skip
 
 
 
@@ -43,6 +48,11 @@ def command(
     lpips_every: Annotated[int, typer.Option("--lpips-every", min=1, help="LPIPS on every n-th frame.")] = 1,
     rd: Annotated[bool, typer.Option("--rd", help="Sweep rates: entropy qualities, every raw dtype, baseline CRFs.")] = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG of the results (needs matplotlib).")] = None,
+    start: StartOption = 0.0,
+    duration: DurationOption = None,
+    frames: FramesOption = None,
+    overwrite: OverwriteOption = False,
+    never: NoOverwriteOption = False,
     json_out: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -60,6 +70,9 @@ def command(
     check_lpips_net(lpips)
     if plot is not None:
         require_matplotlib()
+        if Existing(overwrite, never).skip(plot):
+            err_console().print(f"{plot}: exists; left as it is (-n), no plot written", markup=False, soft_wrap=True)
+            plot = None
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
@@ -78,7 +91,8 @@ def command(
                                         lpips=lpips_for(lpips, dev), lpips_every=lpips_every)
             task.start(video_steps(options, len(precisions)) * len(inputs))
             with tempfile.TemporaryDirectory(prefix="vidtwin-bench-") as work:
-                report = run_videos(inputs, model, device, precisions, options, Path(work), task.advance, warn)
+                parts = trimmed_copies(inputs, Trim(start, duration, frames), Path(work))
+                report = run_videos(parts, model, device, precisions, options, Path(work), task.advance, warn)
     if plot is not None:
         plot_report(report, plot)
     if json_out:
@@ -117,12 +131,15 @@ def tables(report: dict) -> list[Table]:
             quality.add_column(col, justify="right")
         rate = video["rate"][video["latent_dtype"]]
         rows = [(f"vidtwin {r['precision']}", rate["bytes"], rate["kbit_per_s"], r["quality"]) for r in video["runs"]]
-        rows += [(b["codec"], b["bytes"], b["kbit_per_s"], b["quality"]) for b in video["baselines"]]
+        rows += [(b["codec"] if b["matched"] else f"{b['codec']} (missed size*)", b["bytes"], b["kbit_per_s"], b["quality"])
+                 for b in video["baselines"]]  # fmt: skip
         if resample := video.get("resample"):
             rows.append((f"bicubic, {resample['values']:,} values", None, None, resample["quality"]))
         for name, nbytes, kbps, q in rows:
             quality.add_row(name, _f(nbytes, ","), _f(kbps, ".0f"), _f(q["psnr"]["pooled"]), _f(q["ssim"]["mean"], ".3f"),
                             _f(q["lpips"] and q["lpips"]["mean"], ".3f"), _f(q["flicker_rmse"], ".1f"),
                             _f(q["clip_seam"] and q["clip_seam"]["ratio"]), _f(q["tile_seam"] and q["tile_seam"]["ratio"]))  # fmt: skip
+        if not all(b["matched"] for b in video["baselines"]):
+            quality.caption = "* no setting of the encoder reached the .vtw's size within the tolerance (JSON: matched false)"
         out.append(quality)
     return out

@@ -34,7 +34,8 @@ def command(model: ModelOption = None, json_out: JsonOption = False, dit: DitOpt
     table.add_column()
     shapes = info["latent_shapes"]
     rows = [
-        ("model", f"{info['model']} ({info['source']}{', commit ' + info['commit'][:12] if info['commit'] else ''})"),
+        ("model", f"{info['model']} ({info['source']}{', commit ' + info['commit'][:12] if info['commit'] else ''}"
+                  f"{'' if info['trained'] else '; untrained: seeded random weights'})"),
         ("parameters", f"{info['parameters']:,} ({info['parameters_used']:,} used in forward)"),
         ("clip (C, T, H, W)", str(tuple(info["clip_shape"]))),
         ("structure latent", str(tuple(shapes["structure"]))),

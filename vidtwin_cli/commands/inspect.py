@@ -6,6 +6,8 @@ import json
 import typer
 from rich.table import Table
 
+from models import PRESETS
+
 from vidtwin_cli import api
 from vidtwin_cli.commands.options import JsonOption, VtwArgument
 from vidtwin_cli.console import err_console, print_json
@@ -25,7 +27,8 @@ def command(file: VtwArgument, json_out: JsonOption = False) -> None:
     bitrate = "n/a (zero duration)" if info["bitrate_bps"] is None else f"{info['bitrate_bps'] / 1000:,.2f} kbit/s"
     rows = [
         ("file", f"{info['file']} (vtw {info['format_version']})"),
-        ("model", f"{info['model']['spec']}, weights sha256 {info['model']['weights_sha256'][:16]}…"),
+        ("model", f"{info['model']['spec']}{' (an untrained preset: seeded random weights)' if info['model']['spec'] in PRESETS else ''}, "
+                  f"weights sha256 {info['model']['weights_sha256'][:16]}…"),
         ("model clip", f"{cfg['frames']} frames of {cfg['image_size']}² "
                        f"(d_S {cfg['structure_dim']}, d_D {cfg['dynamics_dim']})"),
         ("video", f"{video['width']}×{video['height']}, {video['frame_count']} frames, {fps:.3f} fps, "

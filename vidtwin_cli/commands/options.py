@@ -28,5 +28,14 @@ OnlyOption = Annotated[
     str | None, typer.Option("--only", help="Decode one latent alone: structure or dynamics.")
 ]
 VtwArgument = Annotated[Path, typer.Argument(metavar="FILE.vtw", help="A .vtw file, or - for stdin.")]
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", "-y", help="Replace outputs that already exist.")]
+NoOverwriteOption = Annotated[
+    bool, typer.Option("--no-overwrite", "-n", help="Never replace an existing output: leave it and skip that work.")
+]
+StartOption = Annotated[float, typer.Option("--start", "-ss", help="Skip the first SECONDS of each input (like ffmpeg -ss).")]
+DurationOption = Annotated[
+    float | None, typer.Option("--duration", "-t", help="Use only SECONDS of each input from --start (like ffmpeg -t).")
+]
+FramesOption = Annotated[int | None, typer.Option("--frames", help="Use at most N frames of each input from --start.")]
 MaxSideOption = Annotated[int, typer.Option(
     "--max-side", help="Largest decoded frame side in pixels; larger .vtw files are refused (format limit 16384).")]
