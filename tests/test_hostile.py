@@ -18,6 +18,7 @@ from pathlib import Path
 import pytest
 
 from .conftest import REPO, dead_pid, run_cli, write_test_video
+from .test_hub import hub_files, official_ckpt  # noqa: F401 (fixtures)
 from .test_container import forge, tiny_vtw, unpack, vtw_bytes
 
 TINY = ["--model", "tiny"]
@@ -221,3 +222,36 @@ def test_batch_on_a_full_disk_still_prints_its_summary(tmp_path, small_disk):
     assert (summary["files"], summary["failed"]) == (3, 3)
     assert all("No space left on device" in f["error"] and "unexpected" not in f["error"] for f in summary["failures"])
     assert "unexpected" not in r.stderr
+
+
+# --------------------------------------------------------------------------- a file choosing a model
+
+
+def test_a_file_never_chooses_what_is_downloaded_or_loaded(tmp_path, hub_files):
+    """A .vtw that records a hub id or a model path: decode asks no hub, opens no path, and says --model."""
+    from models import PRESETS
+    from vidtwin_cli.codec.weights import build_model, save_model
+
+    from .test_hub import FakeHub, hub_env
+
+    model_file = tmp_path / "model.safetensors"
+    sha = save_model(model_file, build_model(PRESETS["tiny"]))
+    tensors, header, _ = unpack(vtw_bytes(tiny_vtw("fp16"), tmp_path))
+    header["model"]["weights_sha256"] = sha
+    files = {}
+    for name, spec in (("hub", "acme/vidtwin"), ("path", str(model_file))):
+        header["model"]["spec"] = spec
+        files[name] = tmp_path / f"{name}.vtw"
+        files[name].write_bytes(forge(tensors, header))
+    with FakeHub(hub_files) as hub:
+        env = hub_env(tmp_path, hub.endpoint)  # online: only the code stands between the file and the hub
+        runs = {name: subprocess.run([sys.executable, "-m", "vidtwin_cli", "decode", str(path), "-o",
+                                      str(tmp_path / f"{name}.mp4")], env=env, capture_output=True, text=True,
+                                     timeout=300) for name, path in files.items()}  # fmt: skip
+        assert hub.requests == []
+    for name, run in runs.items():
+        assert run.returncode == 2 and run.stderr.count("\n") == 1, run.stderr
+        assert "--model" in run.stderr and not (tmp_path / f"{name}.mp4").exists()
+    assert "never chooses a file to load" in runs["path"].stderr
+    given = run_cli(["decode", files["path"], "-o", tmp_path / "given.mp4", "--model", model_file])
+    assert given.exit_code == 0, given.stderr  # the user's --model is what loads it
