@@ -28,7 +28,7 @@ import torch
 
 from vidtwin_cli.atomic import remove_temporaries
 from vidtwin_cli.callbacks import Progress
-from vidtwin_cli.batch.jobs import Job, JobCancelled, Outcome, Worker, WorkerSpec, lost
+from vidtwin_cli.batch.jobs import END, Job, JobCancelled, Outcome, Worker, WorkerSpec, lost
 
 IDLE_POLL_S = 1.0  # how often an idle worker checks that its parent is still there
 EVENT_POLL_S = 0.5  # how often the parent checks for dead workers while waiting
@@ -84,24 +84,29 @@ class LocalPool:
         self._context = multiprocessing.get_context("spawn")
         self._checked = 0.0  # when dead workers were last looked for
 
-    def run(self, jobs: Iterator[Job], on_frames: Progress, on_done: Callable[[Outcome], None]) -> None:
-        """Run every job, calling back in this process; returns when all are done, raises on a fatal error."""
+    def run(self, jobs: Iterator[Job | None], on_frames: Progress, on_done: Callable[[Outcome], None]) -> None:
+        """Run every job, calling back in this process; returns when all are done, raises on a fatal error.
+
+        `jobs` yields None when it has nothing to start yet (inputs claimed elsewhere): asked again after
+        the next event or EVENT_POLL_S.
+        """
         events = self._context.Queue()
         slots: list[_Slot | None] = [None] * len(self.devices)
         more, finished = True, False
         try:
             while True:
                 while more and any(s is None or s.job is None for s in slots):
-                    job = next(jobs, None)
-                    if job is None:
+                    job = next(jobs, END)
+                    if job is END:
                         more = False
+                    if not isinstance(job, Job):
                         break
                     position = next(i for i, s in enumerate(slots) if s is None or s.job is None)
                     slot = slots[position] or self._start(position, events)
                     slots[position] = slot
                     slot.job = job
                     slot.tasks.put(job)
-                if not any(s is not None and s.job is not None for s in slots):
+                if not more and not any(s is not None and s.job is not None for s in slots):
                     break
                 self._wait(events, slots, on_frames, on_done)
             finished = True
