@@ -2,11 +2,11 @@
 
 A claim is a small file made with O_CREAT|O_EXCL, which is atomic on local filesystems and on NFS
 v3 and later; fcntl/flock locks are not used, since network filesystems do not honour them
-reliably. The file names its holder (host, pid, a token of the process, a token of the claim), and
-its mtime is a heartbeat that a thread of the holder refreshes while the claim is held.
+reliably. The file names its holder (host, pid, a token of the claim), and its mtime is a heartbeat
+that a thread of the holder refreshes while the claim is held.
 
-A claim is stale when its holder was a process of this host that is gone (or an earlier process
-that had the same pid), or when its heartbeat is older than the timeout. Ages are measured against
+A claim is stale when its holder was a process of this host that is gone, or when its heartbeat is
+older than the timeout (which also covers a pid that was reused since). Ages are measured against
 the filesystem's own clock (the mtime a new file gets there), so machines whose clocks disagree
 still agree on how old a heartbeat is.
 
@@ -48,7 +48,6 @@ class Holder:
 
     host: str
     pid: int
-    process: str  # token of the process: pids are reused (every container's first process is pid 1)
     claim: str  # token of this one claim
     since: str  # UTC, ISO 8601
 
@@ -87,7 +86,7 @@ class Claims:
         if not timeout_s > 0:
             raise ValueError("the claim timeout must be positive")
         self.timeout_s = timeout_s
-        self.host, self.pid, self.process = socket.gethostname(), os.getpid(), secrets.token_hex(8)
+        self.host, self.pid = socket.gethostname(), os.getpid()
         self._held: dict[Path, str] = {}  # path -> the claim token written there
         self._clock: dict[Path, float] = {}  # folder -> its filesystem's clock minus ours
         self._lock = threading.Lock()
@@ -147,16 +146,15 @@ class Claims:
     def stale(self, seen: Seen) -> bool:
         """Whether the claim's holder is gone: a dead process of this host, or a heartbeat past the timeout."""
         holder = seen.holder
-        if holder is not None and holder.host == self.host and holder.process != self.process:
-            if holder.pid == self.pid or not process_alive(holder.pid):
-                return True
+        if holder is not None and holder.host == self.host and not process_alive(holder.pid):
+            return True
         return seen.age_s > self.timeout_s
 
     # ------------------------------------------------------------------ the file operations
 
     def _create(self, path: Path) -> bool:
         token = secrets.token_hex(8)
-        holder = Holder(self.host, self.pid, self.process, token, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        holder = Holder(self.host, self.pid, token, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         try:
             fd = _create_exclusive(path)
         except FileExistsError:
@@ -200,7 +198,7 @@ class Claims:
     def _now(self, folder: Path) -> float:
         """Now by the clock of the filesystem holding `folder` (measured once per folder)."""
         if folder not in self._clock:
-            probe = folder / f".clock-{self.process}-{secrets.token_hex(4)}"
+            probe = folder / f".clock-{self.host}-{self.pid}-{secrets.token_hex(4)}"
             fd = _create_exclusive(probe)
             try:
                 self._clock[folder] = os.fstat(fd).st_mtime - time.time()
