@@ -114,18 +114,24 @@ class Claims:
 
     def release(self, path: Path) -> None:
         """Give up a claim; one that another process took over (we were judged dead) is left alone."""
-        with self._lock:
-            token = self._held.pop(path, None)
-        seen = self.look(path) if token is not None else None
-        if seen is not None and seen.identity == token:
+        token = self._held.get(path)
+        if token is None:
+            return
+        seen = self.look(path)
+        if seen is not None and (seen.identity == token or seen.holder is None):  # None: ours, cut short mid-write
             with contextlib.suppress(FileNotFoundError):
                 path.unlink()
+        with self._lock:  # only now, so that a release cut short by a signal is done again by `release_all`
+            self._held.pop(path, None)
+
+    def release_all(self) -> None:
+        for path in list(self._held):
+            self.release(path)
 
     def close(self) -> None:
         """Release every claim still held and stop the heartbeat."""
         self._stop.set()
-        for path in list(self._held):
-            self.release(path)
+        self.release_all()
 
     def look(self, path: Path) -> Seen | None:
         """The claim at `path` as it is now, or None when there is none."""
@@ -159,16 +165,16 @@ class Claims:
             fd = _create_exclusive(path)
         except FileExistsError:
             return False
+        with self._lock:  # at once: a run stopped while writing still releases the file
+            self._held[path] = token
         try:
             os.write(fd, json.dumps(asdict(holder)).encode())
             os.fsync(fd)
         except OSError as e:
-            os.close(fd)
-            path.unlink(missing_ok=True)
+            self.release(path)
             raise ClaimError(f"{path}: cannot write the claim file ({e.strerror or e})") from e
-        os.close(fd)
-        with self._lock:
-            self._held[path] = token
+        finally:
+            os.close(fd)
         return True
 
     def _remove_stale(self, path: Path, seen: Seen) -> bool:

@@ -215,7 +215,8 @@ def run_batch(
             say(f"{record.input}: {message}")
         summary.model_loads += outcome.loaded_model
         log.put(record)
-        claims.release(held.pop(record.output))
+        claims.release(held[record.output])
+        del held[record.output]
         finish(record, record.status)
 
     try:
@@ -223,8 +224,7 @@ def run_batch(
     finally:
         summary.workers_started = backend.started
         summary.wall_s = time.perf_counter() - started
-        for claim in held.values():  # abandoned (an interrupt, a fatal error): free for others at once
-            claims.release(claim)
+        claims.release_all()  # of files abandoned (an interrupt, a fatal error): free for others at once
         with contextlib.suppress(OSError):  # only when empty: no other process holds a claim
             (out_dir / CLAIMS_FOLDER).rmdir()
     return summary
