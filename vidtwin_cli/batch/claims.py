@@ -24,6 +24,7 @@ import json
 import os
 import secrets
 import socket
+import string
 import threading
 import time
 from dataclasses import asdict, dataclass
@@ -35,6 +36,7 @@ from vidtwin_cli.errors import RuntimeFailure
 CLAIMS_FOLDER = ".vidtwin-claims"  # in OUT_DIR: hidden, so never taken for an input
 DEFAULT_TIMEOUT_S = 120.0
 BEATS_PER_TIMEOUT = 8  # a live claim's heartbeat is never older than timeout / 8 (plus filesystem caching)
+TOKEN_CHARS = 16  # hex digits of a claim's token (it names takeover markers, so nothing else is accepted)
 TAKEOVER = ".takeover-"  # NAME.takeover-TOKEN-N: who replaces the stale claim TOKEN (N: after a taker died)
 
 
@@ -142,10 +144,7 @@ class Claims:
             return None
         except OSError as e:
             raise ClaimError(f"{path}: cannot read the claim file ({e.strerror or e})") from e
-        try:
-            holder = Holder(**json.loads(data))
-        except (ValueError, TypeError):  # empty or partial: its holder is writing it right now
-            holder = None
+        holder = _holder(data)
         identity = holder.claim if holder else f"{info.st_ino}-{info.st_mtime_ns}"
         return Seen(holder, identity, self._now(path.parent) - info.st_mtime)
 
@@ -159,7 +158,7 @@ class Claims:
     # ------------------------------------------------------------------ the file operations
 
     def _create(self, path: Path) -> bool:
-        token = secrets.token_hex(8)
+        token = secrets.token_hex(TOKEN_CHARS // 2)
         holder = Holder(self.host, self.pid, token, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         try:
             fd = _create_exclusive(path)
@@ -220,6 +219,18 @@ class Claims:
             for path in held:
                 with contextlib.suppress(OSError):  # released meanwhile, or taken over: nothing to refresh
                     os.utime(path)
+
+
+def _holder(data: bytes) -> Holder | None:
+    """The holder a claim file names; None when it is empty or partial (being written) or not a claim."""
+    try:
+        holder = Holder(**json.loads(data))
+    except (ValueError, TypeError):
+        return None
+    fields = (holder.host, holder.claim, holder.since)
+    if not (all(isinstance(f, str) for f in fields) and type(holder.pid) is int and 0 < holder.pid < 2**31):
+        return None
+    return holder if len(holder.claim) == TOKEN_CHARS and set(holder.claim) <= set(string.hexdigits) else None
 
 
 def output_claim(out_dir: Path, output: Path) -> Path:
