@@ -32,7 +32,7 @@ from vidtwin_cli.errors import InputError, ModelError
 from vidtwin_cli.video.frames import FrameArray
 from vidtwin_cli.video.info import Geometry, VideoInfo
 from vidtwin_cli.video.io import Trim, VideoReader, VideoWriter, iter_clips
-from vidtwin_cli.video.span import Span, excerpt, frame_times
+from vidtwin_cli.video.span import excerpt, frame_times
 from vidtwin_cli.video.tiling import clip_frames, frames_to_tiles
 from vidtwin_cli.atomic import STDIO
 from vidtwin_cli.video.audio import AudioPacket, read_audio

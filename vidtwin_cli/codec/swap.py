@@ -30,7 +30,7 @@ from vidtwin_cli.codec.pipeline import (
 )  # fmt: skip
 from vidtwin_cli.codec.results import SwapResult
 from vidtwin_cli.codec.runtime import ModelRunner
-from vidtwin_cli.errors import InputError, ModelError
+from vidtwin_cli.errors import ModelError
 from vidtwin_cli.video.info import Geometry, VideoInfo
 from vidtwin_cli.video.io import VideoReader, iter_clips
 from vidtwin_cli.video.span import frame_times
