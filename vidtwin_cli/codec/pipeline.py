@@ -135,6 +135,22 @@ def note_dropped(video: VideoReader | FrameArray, geometry: Geometry, warn: Warn
              f"video will be {width}x{height} (--fit tile keeps the whole picture at its size)")
 
 
+@contextlib.contextmanager
+def encoding(
+    src: VideoSource, session: ModelSession, options: EncodeOptions, fps: float | Fraction | None, format: str | None,
+    on_start: OnStart | None,
+) -> Iterator[tuple[VideoReader | FrameArray, LoadedModel, ModelRunner, Geometry]]:
+    """Open the video (a bad input fails here, before the model loads), then the model, and plan the tiles:
+    what `encode_video` and `encode_latents` start with."""
+    with open_video(src, fps, format, options.trim) as video:
+        loaded, runner = session.load()
+        geometry = Geometry.plan(video.width, video.height, loaded.config.image_size, options.fit)
+        note_dropped(video, geometry, session.warn)
+        if on_start:
+            on_start(video.estimated_frames)
+        yield video, loaded, runner, geometry
+
+
 def _encoded_clips(video: VideoReader | FrameArray, geometry: Geometry, runner: ModelRunner, options: EncodeOptions,
                    progress: Progress | None) -> Iterator[Latents]:  # fmt: skip
     """The latents of every clip of `video` (the last clip padded), clip by clip."""
@@ -164,12 +180,7 @@ def encode_video(
     """
     started = time.perf_counter()
     check_writable(Path(dst), (Path(src),) if isinstance(src, (str, Path)) else ())
-    with open_video(src, fps, format, options.trim) as video:  # a bad input fails here, before the model loads
-        loaded, runner = session.load()
-        geometry = Geometry.plan(video.width, video.height, loaded.config.image_size, options.fit)
-        note_dropped(video, geometry, session.warn)
-        if on_start:
-            on_start(video.estimated_frames)
+    with encoding(src, session, options, fps, format, on_start) as (video, loaded, runner, geometry):
         with vtw_writer(dst, model_ref(loaded), geometry, options.storage, sampled=options.sample,
                         seed=options.seed if options.sample else None) as writer:  # fmt: skip
             for latents in _encoded_clips(video, geometry, runner, options, progress):
@@ -226,11 +237,7 @@ def encode_latents(
     The latents are the model's own float32 values; `options.dtype` applies when the file is written
     (`write_vtw`).
     """
-    with open_video(src, fps, format, options.trim) as video:
-        loaded, runner = session.load()
-        geometry = Geometry.plan(video.width, video.height, loaded.config.image_size, options.fit)
-        if on_start:
-            on_start(video.estimated_frames)
+    with encoding(src, session, options, fps, format, on_start) as (video, loaded, runner, geometry):
         latents = Latents.cat(list(_encoded_clips(video, geometry, runner, options, progress)))
         info = video.info
     tiles = geometry.tiles_per_clip
