@@ -6,25 +6,18 @@ import tempfile
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 from rich.table import Table
 
-from vidtwin_cli.bench.baseline import BASELINE_CODECS
-from vidtwin_cli.bench.speed import run_synthetic
-from vidtwin_cli.bench.video import VideoBenchOptions, run_videos, trimmed_copies, video_steps
-from vidtwin_cli.video.io import Trim
 from vidtwin_cli.console import TaskProgress, err_console, print_json, progress_bar, warner
+from vidtwin_cli.defaults import AUTO
 from vidtwin_cli.errors import UsageError
-from vidtwin_cli.bench.lpips_weights import check_lpips_net, lpips_for
 from vidtwin_cli.bench.plotting import plot_report, require_matplotlib
-from vidtwin_cli.codec.runtime import AUTO, PRECISIONS, precision_name, resolve_device
 from vidtwin_cli.atomic import Existing
 from vidtwin_cli.commands.options import (
     BatchOption, DeviceOption, DurationOption, FramesOption, JsonOption, ModelOption, NoOverwriteOption, OverwriteOption,
     QuietOption, StartOption,
 )  # fmt: skip
-
 
 
 def command(
@@ -57,6 +50,15 @@ def command(
     quiet: QuietOption = False,
 ) -> None:
     """Measure quality, rate, speed and memory of the model, and x264/x265 at the same size."""
+    import torch  # torch, PyAV and numpy load here, not when --help is built
+
+    from vidtwin_cli.bench.baseline import BASELINE_CODECS
+    from vidtwin_cli.bench.lpips_weights import check_lpips_net, lpips_for
+    from vidtwin_cli.bench.speed import run_synthetic
+    from vidtwin_cli.bench.video import VideoBenchOptions, run_videos, video_steps
+    from vidtwin_cli.codec.runtime import PRECISIONS, precision_name, resolve_device
+    from vidtwin_cli.video.io import Trim
+
     if unknown := [p for p in precision or [] if p not in (*PRECISIONS, AUTO)]:
         raise UsageError(f"--precision {unknown[0]!r} is not one of {', '.join([*PRECISIONS, AUTO])}")
     if synthetic == bool(inputs):
@@ -91,8 +93,8 @@ def command(
                                         lpips=lpips_for(lpips, dev), lpips_every=lpips_every)
             task.start(video_steps(options, len(precisions)) * len(inputs))
             with tempfile.TemporaryDirectory(prefix="vidtwin-bench-") as work:
-                parts = trimmed_copies(inputs, Trim(start, duration, frames), Path(work))
-                report = run_videos(parts, model, device, precisions, options, Path(work), task.advance, warn)
+                report = run_videos(inputs, model, device, precisions, options, Path(work), task.advance, warn,
+                                    Trim(start, duration, frames))
     if plot is not None:
         plot_report(report, plot)
     if json_out:
@@ -139,7 +141,59 @@ def tables(report: dict) -> list[Table]:
             quality.add_row(name, _f(nbytes, ","), _f(kbps, ".0f"), _f(q["psnr"]["pooled"]), _f(q["ssim"]["mean"], ".3f"),
                             _f(q["lpips"] and q["lpips"]["mean"], ".3f"), _f(q["flicker_rmse"], ".1f"),
                             _f(q["clip_seam"] and q["clip_seam"]["ratio"]), _f(q["tile_seam"] and q["tile_seam"]["ratio"]))  # fmt: skip
+        notes = [f"{codec} left out: {why}" for codec, why in video.get("skipped_baselines", {}).items()]
         if not all(b["matched"] for b in video["baselines"]):
-            quality.caption = "* no setting of the encoder reached the .vtw's size within the tolerance (JSON: matched false)"
+            notes.append("* no setting of the encoder reached the .vtw's size within the tolerance (JSON: matched false)")
+        quality.caption = "\n".join(notes) or None
         out.append(quality)
+        out.append(_coding(video))
+        if "rd" in video:
+            out += [_rd(video), _bd_rates(video)]
     return out
+
+
+def _coding(video: dict) -> Table:
+    """Bytes and storage seconds of the same latents in each storage, against the model's seconds."""
+    table = Table(title=f"{Path(video['input']).name}: storage of the same latents (s: write, read; share of model time)")
+    precisions = list(video["coding_share"])
+    for col in ("storage", "bytes", "bits/value", "write s", "read s", *(f"share {p}" for p in precisions)):
+        table.add_column(col, justify="right")
+    for dtype, r in video["rate"].items():
+        shares = [_f(video["coding_share"][p][dtype], ".2%") for p in precisions]
+        table.add_row(dtype, _f(r["bytes"], ","), _f(r["bits_per_value"], ".3g"), _f(r["write_s"], ".3f"),
+                      _f(r["read_s"], ".3f"), *shares)  # fmt: skip
+    return table
+
+
+def _rd(video: dict) -> Table:
+    """Every rate–distortion point, curve by curve, and the bicubic baseline at the model's value count."""
+    table = Table(title=f"{Path(video['input']).name}: rate-distortion (every byte of every file)")
+    for col in ("curve", "point", "bytes", "kbit/s", "PSNR", "SSIM", "LPIPS"):
+        table.add_column(col, justify="right")
+    for name, points in video["rd"].items():
+        for p in points:
+            label = (f"q{p['quality']}" if p.get("quality") else p.get("latent_dtype") or f"crf {p['crf']}")
+            table.add_row(name, label, _f(p["bytes"], ","), _f(p["kbit_per_s"], ".0f"), _f(p["psnr"]),
+                          _f(p["ssim"], ".3f"), _f(p["lpips"], ".3f"))  # fmt: skip
+    if resample := video.get("resample"):
+        q = resample["quality"]
+        table.add_row("bicubic", f"{resample['values']:,} values", "-", "-", _f(q["psnr"]["pooled"]),
+                      _f(q["ssim"]["mean"], ".3f"), _f(q["lpips"] and q["lpips"]["mean"], ".3f"))  # fmt: skip
+        table.caption = "bicubic: the model's latent value count spent on a resampled video; it counts values, not bytes"
+    return table
+
+
+def _bd_rates(video: dict) -> Table:
+    """BD-rate of each curve against each x264 curve (percent bytes at equal quality; negative is better)."""
+    table = Table(title=f"{Path(video['input']).name}: BD-rate, % bytes at equal quality (negative: fewer bytes)")
+    table.add_column("curve", justify="right")
+    references = list(video["bd_rate"])
+    for ref in references:
+        table.add_column(f"vs {ref}: PSNR", justify="right")
+        table.add_column("LPIPS", justify="right")
+    for name in video["rd"]:
+        cells = [(video["bd_rate"][ref].get(name) or {}) for ref in references]
+        if any(cells):
+            table.add_row(name, *[_f(c.get(k), "+.1f") if c else "-" for c in cells for k in ("psnr", "lpips")])
+    table.caption = "-: fewer than 4 points, or no quality range in common"
+    return table
