@@ -31,6 +31,7 @@ class EncodeOptions:
     dtype: LatentDtype = "fp16"  # latent storage in the .vtw
     sample: bool = False  # posterior samples instead of means
     seed: int | None = None  # for `sample`
+    strict: bool = False  # a damaged or cut input is an error, not a warning that names the frames kept
 
     def __post_init__(self) -> None:
         check_fit(self.fit)

@@ -81,14 +81,16 @@ def open_latents(src: LatentSource) -> Iterator[Latent]:
         yield reader
 
 
-def open_video(src: VideoSource, fps: float | Fraction | None = None,
-               format: str | None = None) -> VideoReader | FrameArray:  # fmt: skip
-    """A video file ("-": stdin, with `format`) or an array of frames (with `fps`), ready for `with`."""
+def open_video(src: VideoSource, fps: float | Fraction | None = None, format: str | None = None,
+               strict: bool = False) -> VideoReader | FrameArray:  # fmt: skip
+    """A video file ("-": stdin, with `format`) or an array of frames (with `fps`), ready for `with`.
+
+    `strict`: a damaged or cut file is an InputError instead of a warning (`VideoReader`)."""
     if isinstance(src, (np.ndarray, torch.Tensor)):
         if fps is None:
             raise InputError("encoding an array of frames needs its frame rate (fps)")
         return FrameArray(src, fps)
-    return VideoReader(src, format)
+    return VideoReader(src, format, strict)
 
 
 def _source_name(src: VideoSource | LatentSource) -> str:
@@ -142,7 +144,7 @@ def encode_video(
     """
     started = time.perf_counter()
     check_writable(Path(dst), (Path(src),) if isinstance(src, (str, Path)) else ())
-    with open_video(src, fps, format) as video:  # a bad input fails here, before the model loads
+    with open_video(src, fps, format, options.strict) as video:  # a bad input fails here, before the model loads
         loaded, runner = session.load()
         geometry = Geometry.plan(video.width, video.height, loaded.config.image_size, options.fit)
         if on_start:
@@ -179,7 +181,7 @@ def encode_latents(
     The latents are the model's own float32 values; `options.dtype` applies when the file is written
     (`write_vtw`).
     """
-    with open_video(src, fps, format) as video:
+    with open_video(src, fps, format, options.strict) as video:
         loaded, runner = session.load()
         geometry = Geometry.plan(video.width, video.height, loaded.config.image_size, options.fit)
         if on_start:

@@ -41,11 +41,13 @@ def command(
     sample: Annotated[bool, typer.Option("--sample", help="Store posterior samples instead of means.")] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed for --sample.")] = None,
     format: FormatOption = None,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="A damaged or cut input is an error (default: a warning naming the frames kept).")] = False,
     json_out: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Encode videos to compact structure/dynamics latents (.vtw)."""
-    options = api.EncodeOptions(fit, dtype, sample, seed)
+    options = api.EncodeOptions(fit, dtype, sample, seed, strict)
     if len(inputs) > 1 and output is not None:
         raise UsageError("-o takes a single input; use --out-dir for several")
     if out_dir is not None and not out_dir.is_dir():

@@ -45,6 +45,8 @@ PIPE_FORMATS: dict[str, dict[str, str]] = {
 NOT_VIDEO_FORMATS = {"tty": "a text file"}
 # libx265 corrupts its heap (and aborts the process) on some frames narrower than this (seen at 34-48 px).
 MIN_X265_WIDTH = 64
+# Standard input read without a single frame coming out: then it is not the video --format says (/dev/zero).
+MAX_BYTES_WITHOUT_FRAME = 64 << 20
 BT601, LIMITED_RANGE = 6, 1  # AVCOL_SPC_SMPTE170M, AVCOL_RANGE_MPEG: what swscale's default RGB->YUV produces
 
 
@@ -61,6 +63,38 @@ def _reason(e: BaseException) -> str:
 
 
 # --------------------------------------------------------------------------- reading
+
+
+class _BoundedInput:
+    """Standard input for the demuxer, cut off (end of file) after MAX_BYTES_WITHOUT_FRAME bytes without a
+    decoded frame: some demuxers search endless garbage for a start code forever."""
+
+    def __init__(self, raw: object) -> None:
+        self._raw, self.since_frame, self.gave_up = raw, 0, False
+
+    def read(self, n: int = -1) -> bytes:
+        if self.since_frame >= MAX_BYTES_WITHOUT_FRAME:
+            self.gave_up = True
+            return b""
+        data = self._raw.read(n if n >= 0 else MAX_BYTES_WITHOUT_FRAME)
+        self.since_frame += len(data)
+        return data
+
+    def seekable(self) -> bool:
+        return False
+
+
+@contextlib.contextmanager
+def _libav_errors() -> Iterator[list]:
+    """FFmpeg's error messages while the block runs, captured instead of printed: a demuxer that met a
+    cut packet and a decoder that met damaged data say so only there, then carry on or stop quietly."""
+    previous = av.logging.get_level()
+    av.logging.set_level(av.logging.ERROR)
+    try:
+        with av.logging.Capture(local=False) as logs:
+            yield logs
+    finally:
+        av.logging.set_level(previous)
 
 
 class VideoReader:
@@ -95,13 +129,16 @@ class VideoReader:
     codec: str
     estimated_frames: int | None  # from the header, for progress bars only (AVI drop frames make it too high)
 
-    def __init__(self, src: Path | str, format: str | None = None) -> None:
+    def __init__(self, src: Path | str, format: str | None = None, strict: bool = False) -> None:
         if str(src) == STDIO and not format:
             raise UsageError("reading video from stdin needs a container format (--format nut, matroska, mp4, ...)")
         if format is not None and format not in av.formats_available:
             raise UsageError(f"unknown container format {format!r} (e.g. nut, matroska, mp4)")
-        self.src, self.format = src, format
+        self.src, self.format, self.strict = src, format, strict
         self.name = _display_name(src, "<stdin>")
+        self._stack = contextlib.ExitStack()
+        self._input: _BoundedInput | None = None
+        self._damage: str | None = None  # why reading stopped early (a demuxer or decoder error)
         self._container: av.container.InputContainer | None = None
         self._first: np.ndarray | None = None
         self._info: VideoInfo | None = None
@@ -110,8 +147,9 @@ class VideoReader:
         self._warned_rotation = False
 
     def __enter__(self) -> VideoReader:
-        self._container = self._open()
+        self._libav_errors = self._stack.enter_context(_libav_errors())
         try:
+            self._container = self._open()
             self._read_header()
         except BaseException:
             self.close()
@@ -126,10 +164,12 @@ class VideoReader:
         if self._container is not None:
             self._container.close()
             self._container = None
+        self._stack.close()
 
     def _open(self) -> av.container.InputContainer:
         if str(self.src) == STDIO:
-            source: object = stdin_bytes()  # PyAV seeks only where `seekable()` says so: pipes work
+            self._input = _BoundedInput(stdin_bytes())  # PyAV seeks only where `seekable()` says: pipes work
+            source: object = self._input
         else:
             path = Path(self.src)
             if path.is_dir():
@@ -140,8 +180,10 @@ class VideoReader:
         try:
             container = av.open(source, mode="r", format=self.format)
         except av.error.InvalidDataError as e:
+            self._check_gave_up()
             raise InputError(f"{self.name}: not a video file PyAV can read, or truncated ({_reason(e)})") from e
         except (av.FFmpegError, OSError) as e:
+            self._check_gave_up()
             raise InputError(f"{self.name}: cannot open ({_reason(e)})") from e
         except ValueError as e:  # e.g. metadata text that is not UTF-8 in a damaged file
             raise InputError(f"{self.name}: not a readable video ({_reason(e)})") from e
@@ -149,6 +191,11 @@ class VideoReader:
             container.close()
             raise InputError(f"{self.name}: is {NOT_VIDEO_FORMATS[container.format.name]}, not a video")
         return container
+
+    def _check_gave_up(self) -> None:
+        if self._input is not None and self._input.gave_up:
+            raise InputError(f"{self.name}: no video frame in the first {MAX_BYTES_WITHOUT_FRAME >> 20} MiB of input; "
+                             f"is it really {self.format}?")
 
     def _read_header(self) -> None:
         container = self._container
@@ -197,10 +244,17 @@ class VideoReader:
         try:
             frame = next(self._decoder, None)
         except (av.FFmpegError, OSError) as e:
+            self._check_gave_up()
+            if self._pts:  # frames came before: keep them, and say so (`_check_complete`)
+                self._damage = _reason(e)
+                return None
             hint = "; an mp4 on a pipe must be fragmented" if str(self.src) == STDIO and self.format == "mp4" else ""
             raise InputError(f"{self.name}: cannot decode frame {len(self._pts) + 1} ({_reason(e)}){hint}") from e
         if frame is None:
+            self._check_gave_up()
             return None
+        if self._input is not None:
+            self._input.since_frame = 0
         self._pts.append(frame.pts)
         self._last_duration = frame.duration or 0
         rgb = frame.to_ndarray(format="rgb24")
@@ -230,7 +284,20 @@ class VideoReader:
                                  f"video started at {self.width}x{self.height}; size changes are not supported")
             yield frame
             frame = self._next_frame()
+        self._check_complete()
         self._info = self._timing()
+
+    def _check_complete(self) -> None:
+        """A demuxer or decoder error (a cut final packet, damaged data) ends the frames early or spoils
+        some: a warning naming the frames kept, or with `strict` an InputError."""
+        errors = [message.strip() for level, _, message in self._libav_errors if level <= av.logging.ERROR]
+        reason = self._damage or (errors[0] if errors else None)
+        if reason is None:
+            return
+        message = f"{self.name}: damaged or cut short ({reason}); {len(self._pts)} frames were decoded"
+        if self.strict:
+            raise InputError(f"{message} (--strict)")
+        log.warning("%s, and are kept", message)
 
     @property
     def info(self) -> VideoInfo:
