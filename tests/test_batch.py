@@ -12,8 +12,10 @@ import time
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import REPO, dead_pid, run_cli, write_test_video
+from vidtwin_cli.codec.runtime import precision_name
 from vidtwin_cli.vtw.container import verify_vtw
 from vidtwin_cli.video.io import VideoReader
 
@@ -290,6 +292,7 @@ def test_bench_batch_writes_one_report_per_video_and_resumes(tree, tmp_path):
     report = json.loads(reports["sub/c.bench.json"].read_text())
     (video,) = report["inputs"]  # the schema of `vidtwin bench VIDEO --json`
     assert video["input"] == str(tree / "sub/c.mp4") and video["video"]["frames"] == 11
-    assert [run["precision"] for run in video["runs"]] == ["fp32"] and video["runs"][0]["quality"]["psnr"]
+    auto = precision_name("auto", torch.device("cpu"))  # the default: bf16 on a CPU with native bf16, else fp32
+    assert [run["precision"] for run in video["runs"]] == [auto] and video["runs"][0]["quality"]["psnr"]
     again = run_cli(args)
     assert (json.loads(again.stdout)["skipped"], json.loads(again.stdout)["workers_started"]) == (2, 0)

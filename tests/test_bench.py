@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 
 import pytest
 import torch
@@ -94,20 +95,24 @@ def test_video_bench_json_and_plot(cli, sample_video, tmp_path):
     assert set(report) == HEADER_KEYS | {"inputs"} and report["mode"] == "video"
     (video,) = report["inputs"]
     assert video["video"]["frames"] == 17 and video["video"]["tiles_per_clip"] == 4
-    assert set(video["rate"]) == {"fp16", "bf16", "fp32", "int8"}
-    assert video["rate"]["fp32"]["bytes"] > video["rate"]["fp16"]["bytes"] > video["rate"]["int8"]["bytes"]
+    assert set(video["rate"]) == {"entropy", "fp16", "bf16", "fp32", "int8"} and video["latent_dtype"] == "entropy"
+    rate = {k: v["bytes"] for k, v in video["rate"].items()}
+    assert rate["fp32"] > rate["fp16"] > rate["int8"] > rate["entropy"]
     (run,) = video["runs"]
     assert set(run["quality"]) == QUALITY_KEYS and len(run["quality"]["psnr"]["per_frame"]) == 17
     assert run["quality"]["tile_seam"] is not None and run["quality"]["clip_seam"] is not None
     (x264,) = video["baselines"]
-    assert x264["codec"] == "libx264" and x264["target_bytes"] == video["rate"]["fp16"]["bytes"]
+    assert x264["codec"] == "libx264" and x264["target_bytes"] == video["rate"]["entropy"]["bytes"]
     assert set(x264["quality"]) == QUALITY_KEYS
     bicubic = video["resample"]  # the model's value count (3 clips of 6 frames × 4 tiles) spent on resampling
     assert bicubic["model_values"] == 3 * 4 * PRESETS["tiny"].latent_values
     assert bicubic["values"] == max(t["values"] for t in bicubic["tried"] if t["psnr"] == bicubic["quality"]["psnr"]["pooled"])
     assert all(t["values"] <= bicubic["model_values"] for t in bicubic["tried"]) and len(bicubic["tried"]) == 3
     assert set(bicubic["quality"]) == QUALITY_KEYS
-    assert [p["latent_dtype"] for p in video["rd"]["vidtwin"]] == ["fp16", "bf16", "fp32", "int8"]
+    assert [p["latent_dtype"] for p in video["rd"]["vidtwin raw"]] == ["fp16", "bf16", "fp32", "int8"]
+    entropy = video["rd"]["vidtwin"]
+    assert [p["quality"] for p in entropy] == [3, 5, 7, 9, 11] and entropy[0]["bytes"] < entropy[-1]["bytes"]
+    assert set(video["bd_rate"]) == {"vidtwin", "vidtwin raw"} and set(video["bd_rate"]["vidtwin"]) == {"psnr", "lpips"}
     assert len(video["rd"]["libx264"]) >= 5
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
@@ -141,3 +146,20 @@ def test_x265_is_not_offered_for_frames_it_would_crash_on():
     """x265 corrupts its heap on some frames under 64 px wide; the bench leaves it out there, not the process."""
     assert "libx265" not in available_codecs(40)
     assert ("libx265" in available_codecs(64)) == ("libx265" in available_codecs())
+
+
+def test_bd_rate_of_a_curve_at_half_the_bytes_is_minus_50_percent():
+    from vidtwin_cli.bench.bdrate import bd_rate
+
+    reference = [(r, 30 + 10 * math.log10(r / 100)) for r in (100, 200, 400, 800, 1600)]
+    assert bd_rate(reference, [(r / 2, q) for r, q in reference]) == pytest.approx(-50)
+    assert bd_rate(reference, [(r * 1.1, q) for r, q in reference]) == pytest.approx(10)
+    assert bd_rate(reference, [(r, q + 100) for r, q in reference]) is None  # no common quality range
+    assert bd_rate(reference, reference[:3]) is None  # a cubic needs four points
+
+
+def test_tables_are_not_cut_to_80_columns_in_a_log(cli):
+    r = cli(["bench", "--synthetic", "--preset", "tiny", "--repeat", "1", "--warmup", "0"])
+    assert r.exit_code == 0, r.stderr
+    header = next(line for line in r.stderr.splitlines() if "precision" in line)
+    assert "of sustained" in header and "RSS MiB" in header and "…" not in r.stderr

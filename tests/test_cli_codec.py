@@ -129,8 +129,8 @@ def test_only_and_sampling(cli, tmp_path, sample_video):
 def test_swap_follows_b_and_holds_last_structure(cli, tmp_path):
     a = write_test_video(tmp_path / "a.mp4", 48, 40, 5)  # 1 clip
     b = write_test_video(tmp_path / "b.mp4", 48, 40, 20)  # 4 clips
-    encode(cli, a, tmp_path / "a.vtw")
-    encode(cli, b, tmp_path / "b.vtw")
+    encode(cli, a, tmp_path / "a.vtw", "--step", "0.05")  # one step: the swapped .vtw keeps B's, exactly
+    encode(cli, b, tmp_path / "b.vtw", "--step", "0.05")
     result = cli(["swap", tmp_path / "a.vtw", tmp_path / "b.vtw", "-o", tmp_path / "ab.mp4", "--json"])
     assert result.exit_code == 0, result.stderr
     assert json.loads(result.stdout)["clips_swapped"] == 4
@@ -227,7 +227,8 @@ def _vtw(tmp_path: Path, sample_video: Path) -> bytes:
 
 
 def _future_version(data: bytes) -> bytes:
-    return data.replace(b'"version":"1.0"', b'"version":"9.0"')
+    assert data.startswith(b"\x89VTW\r\n\x1a\n")  # encode writes .vtw 2.0
+    return data[:8] + (9).to_bytes(2, "little") + data[10:]
 
 
 CASES = {
@@ -285,15 +286,15 @@ def test_compile_changes_speed_not_results(cli, sample_video, tmp_path):
     """`--compile` runs the same model through torch.compile: same latents to fp32 rounding, same video."""
     from torch._dynamo.utils import counters  # dynamo's own tally of the frames it compiled
 
-    encode(cli, sample_video, tmp_path / "eager.vtw", "--dtype", "fp32")
+    encode(cli, sample_video, tmp_path / "eager.vtw", "--dtype", "fp32", "--precision", "fp32")
     before = counters["frames"]["ok"]
-    encode(cli, sample_video, tmp_path / "compiled.vtw", "--dtype", "fp32", "--compile")
+    encode(cli, sample_video, tmp_path / "compiled.vtw", "--dtype", "fp32", "--precision", "fp32", "--compile")
     assert counters["frames"]["ok"] > before  # the flag really reached torch.compile
     eager, compiled = read_vtw(tmp_path / "eager.vtw").latents, read_vtw(tmp_path / "compiled.vtw").latents
     for name in ("structure", "dynamics_x", "dynamics_y"):
         assert (getattr(eager, name) - getattr(compiled, name)).abs().max() < 1e-4
-    decode(cli, tmp_path / "eager.vtw", tmp_path / "eager.mkv", "--codec", "ffv1")
-    decode(cli, tmp_path / "eager.vtw", tmp_path / "compiled.mkv", "--codec", "ffv1", "--compile")
+    decode(cli, tmp_path / "eager.vtw", tmp_path / "eager.mkv", "--codec", "ffv1", "--precision", "fp32")
+    decode(cli, tmp_path / "eager.vtw", tmp_path / "compiled.mkv", "--codec", "ffv1", "--precision", "fp32", "--compile")
     with av.open(str(tmp_path / "eager.mkv")) as a, av.open(str(tmp_path / "compiled.mkv")) as b:
         pairs = zip(a.decode(video=0), b.decode(video=0), strict=True)
         worst = max(np.abs(x.to_ndarray().astype(int) - y.to_ndarray()).max() for x, y in pairs)

@@ -254,3 +254,49 @@ def test_decode_uses_a_recorded_hub_model_only_when_local(tmp_path, hub_files, s
     code, _, stderr = refused[0]
     assert code == 2 and "never triggers a download" in stderr and "--model acme/vidtwin" in stderr
     assert not (tmp_path / "b.mp4").exists()
+
+
+PROGRESS = """
+import json, sys
+from vidtwin_cli.codec.weights import resolve_model
+stages = []
+
+def stage(description, total, unit):
+    stages.append([description, total, unit, 0])
+    def advance(n):
+        stages[-1][3] += n
+    return advance
+
+loaded = resolve_model(sys.argv[1], progress=stage)
+print(json.dumps({"stages": stages, "commit": loaded.commit}))
+"""
+
+
+def test_models_pull_list_rm_with_progress(tmp_path, hub_files):
+    """`pull` reports download and conversion progress (bytes, then steps); `list` shows the conversion with
+    its size, sha256, source and last use; `rm` removes conversion and download, so offline it is gone."""
+    size = len(hub_files[("acme/vidtwin", OFFICIAL)])
+    with FakeHub(hub_files) as hub:
+        env = hub_env(tmp_path, hub.endpoint)
+        child = subprocess.run([sys.executable, "-c", PROGRESS, "acme/vidtwin"], env=env, capture_output=True,
+                               text=True, timeout=300)  # fmt: skip
+        assert child.returncode == 0, child.stderr
+        pulled = json.loads(child.stdout.splitlines()[-1])
+        again = vidtwin_runs([["models", "pull", "acme/vidtwin", "--json"]], env)[0]
+    assert [s[0] for s in pulled["stages"]] == [f"downloading {OFFICIAL}", f"checking {OFFICIAL}", f"converting {OFFICIAL}"]
+    assert [s[1:] for s in pulled["stages"]] == [[size, "bytes", size], [size, "bytes", size], [3, "steps", 3]]
+    assert again[0] == 0 and json.loads(again[1])["commit"] == COMMIT  # the second pull converts nothing
+
+    offline = hub_env(tmp_path, None)
+    listed, removed, gone, refused = vidtwin_runs([["models", "list", "--json"], ["models", "rm", "acme/vidtwin", "--json"],
+                                                   ["models", "list", "--json"], ["models", "rm", "tiny"]], offline)
+    models = {m["id"]: m for m in json.loads(listed[1])["models"]}
+    assert {"default", "release", "paper", "small", "tiny", "acme/vidtwin"} <= set(models)
+    hub_model = models["acme/vidtwin"]
+    assert hub_model["kind"] == "converted" and hub_model["commit"] == COMMIT and hub_model["bytes"] > 0
+    assert hub_model["source"] == f"acme/vidtwin:{OFFICIAL}@{COMMIT}" and len(hub_model["weights_sha256"]) == 64
+    assert hub_model["last_used"] is not None
+    assert removed[0] == 0 and len(json.loads(removed[1])["removed"]) == 2  # the conversion and the download
+    assert "acme/vidtwin" not in {m["id"] for m in json.loads(gone[1])["models"]}
+    assert refused[0] == 2 and "nothing to remove" in refused[2]
+    assert vidtwin_runs([["info", "--model", "acme/vidtwin"]], offline)[0][0] == 2  # offline, and now not cached

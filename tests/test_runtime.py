@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+import json
 import math
 import platform
 import resource
@@ -13,7 +14,9 @@ import pytest
 import torch
 from torch import nn
 
-from vidtwin_cli.codec.runtime import MATMUL_LAYERS, ModelRunner, PackedLinear, can_pack_linears, cpu_has_native_bf16
+from vidtwin_cli.codec.runtime import (
+    MATMUL_LAYERS, ModelRunner, PackedLinear, can_pack_linears, cpu_has_native_bf16, precision_name,
+)  # fmt: skip
 from vidtwin_cli.codec.weights import resolve_model
 
 
@@ -118,3 +121,23 @@ def test_large_buffers_are_reused_instead_of_mapped_fresh():
     pages = (64 << 20) // resource.getpagesize()
     assert faults("default") > pages // 2  # glibc unmapped the first buffer: every page faults in again
     assert faults("reuse") < pages // 20
+
+
+def test_auto_device_and_precision_follow_the_machine(cli, tmp_path, sample_video):
+    """The defaults: CUDA in fp16 when there is a GPU, else the CPU in bf16 when it multiplies bf16 natively
+    (asked of oneDNN, as the runtime does), else fp32; reported in --json; explicit flags win."""
+    cuda = torch.cuda.is_available()
+    native = bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    expected = ("cuda", "fp16") if cuda else ("cpu", "bf16" if native else "fp32")
+    auto = cli(["encode", sample_video, "-o", tmp_path / "a.vtw", "--model", "tiny", "--json"])
+    assert auto.exit_code == 0, auto.stderr
+    assert (json.loads(auto.stdout)["device"], json.loads(auto.stdout)["precision"]) == expected
+    explicit = cli(["decode", tmp_path / "a.vtw", "-o", tmp_path / "a.mp4", "--device", "cpu", "--precision", "fp32",
+                    "--json"])  # fmt: skip
+    assert explicit.exit_code == 0, explicit.stderr
+    assert (json.loads(explicit.stdout)["device"], json.loads(explicit.stdout)["precision"]) == ("cpu", "fp32")
+    assert precision_name("auto", torch.device("cuda")) == "fp16"  # the choice, without needing a GPU
+    assert precision_name("bf16", torch.device("cuda")) == "bf16"
+    refused = cli(["encode", sample_video, "-o", tmp_path / "b.vtw", "--model", "tiny", "--device", "cpu",
+                   "--precision", "fp16"])  # fmt: skip
+    assert refused.exit_code == 2 and "fp16" in refused.stderr and not (tmp_path / "b.vtw").exists()

@@ -4,6 +4,7 @@ key clip, decode bit-exactly under any thread count or precision, and match the 
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import subprocess
 import sys
@@ -170,3 +171,19 @@ def test_a_step_too_fine_is_a_usage_error(tmp_path):
     with pytest.raises(UsageError, match="step"):
         write_vtw(tmp_path / "a.vtw", coded_vtw(step=1e-6))
     assert not (tmp_path / "a.vtw").exists()
+
+
+def test_encode_flags_choose_the_coding(cli, tmp_path, sample_video):
+    def encode(name: str, *flags: str) -> dict:
+        out = cli(["encode", sample_video, "-o", tmp_path / name, "--model", "tiny", "--json", *flags])
+        assert out.exit_code == 0, out.stderr
+        return {**json.loads(out.stdout), **inspect_vtw(tmp_path / name).to_json()}
+
+    default, fine, raw = encode("d.vtw"), encode("f.vtw", "--quality", "10", "--keyint", "1"), encode("r.vtw", "--dtype", "fp16")
+    assert (default["format_version"], default["keyint"], default["latent_dtype"]) == ("2.0", 8, "entropy")
+    assert fine["key_interval"] == 1 and fine["step"] < default["step"] and fine["bytes"] > default["bytes"]
+    assert raw["format_version"] == "1.0" and raw["latent_dtype"] == "fp16" and raw["bytes"] > default["bytes"]
+    assert encode("s.vtw", "--step", "0.125")["coding"]["step"] == 0.125
+    for flags, fragment in ((["--quality", "0"], "--quality"), (["--step", "-1"], "--step"), (["--keyint", "0"], "--keyint")):
+        out = cli(["encode", sample_video, "-o", tmp_path / "bad.vtw", "--model", "tiny", *flags])
+        assert out.exit_code == 2 and fragment in out.stderr and not (tmp_path / "bad.vtw").exists()

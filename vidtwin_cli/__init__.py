@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 
 _API = frozenset({
     "ContainerError", "DecodeOptions", "DecodeResult", "EncodeOptions", "EncodeResult", "InputError", "Inspection",
-    "ModelError", "ModelSession", "RuntimeFailure", "SAMPLE_CLIP", "SwapOptions", "SwapResult", "UsageError",
+    "ModelError", "ModelSession", "RuntimeFailure", "SAMPLE_CLIP", "SwapOptions", "SwapResult", "Trim", "UsageError",
     "VerifyReport", "VideoOutput", "VidtwinError", "VtwFile", "decode", "encode", "inspect", "load_model", "read",
     "swap", "verify", "write",
 })  # fmt: skip

@@ -24,6 +24,7 @@ import numpy as np
 
 from vidtwin_cli.callbacks import OnStart, Progress, Warn
 from vidtwin_cli.codec.model_session import ModelSession
+from vidtwin_cli.codec.runtime import AUTO
 from vidtwin_cli.codec.options import DecodeOptions, EncodeOptions, SwapOptions, VideoOutput
 from vidtwin_cli.codec.pipeline import (
     LatentSource, VideoSource, decode_vtw, encode_latents, encode_video, iter_decoded,
@@ -32,6 +33,7 @@ from vidtwin_cli.codec.results import DecodeResult, EncodeResult, SwapResult
 from vidtwin_cli.codec.swap import SwapSource, swap_vtw
 from vidtwin_cli.codec.weights import DEFAULT_MODEL, SAMPLE_CLIP
 from vidtwin_cli.errors import ContainerError, InputError, ModelError, RuntimeFailure, UsageError, VidtwinError  # noqa: F401 (re-exported)
+from vidtwin_cli.video.io import Trim
 from vidtwin_cli.vtw.container import Inspection, VerifyReport, VtwFile, inspect_vtw, read_vtw, verify_vtw, write_vtw
 
 ModelArg = ModelSession | str | None  # a loaded model, a spec to load, or None (the default / the file's own)
@@ -39,8 +41,8 @@ ModelArg = ModelSession | str | None  # a loaded model, a spec to load, or None 
 
 def load_model(
     spec: str = DEFAULT_MODEL,
-    device: str = "cpu",
-    precision: str = "fp32",
+    device: str = AUTO,
+    precision: str = AUTO,
     *,
     batch_size: int = 8,
     compile: bool = False,
@@ -48,7 +50,8 @@ def load_model(
 ) -> ModelSession:
     """Load a model now: "default" (bundled), a preset name, a `.safetensors` path or a hub id.
 
-    `device` is cpu, cuda, cuda:N or auto; `precision` fp32, bf16 or fp16 (CUDA only). `warn`
+    `device` is auto (CUDA when present), cpu, cuda or cuda:N; `precision` auto (fp16 on CUDA, bf16 on a
+    CPU with native bf16, else fp32), fp32, bf16 or fp16 (CUDA only). `warn`
     receives the one-line warnings of the work done with this model (default: the `logging` module).
     """
     session = ModelSession(spec, device, precision, batch_size, **({"warn": warn} if warn else {}), compile=compile)

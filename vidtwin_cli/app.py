@@ -12,7 +12,7 @@ import errno
 import os
 import sys
 import traceback
-from typing import Annotated
+from typing import Annotated, Any
 
 import click
 import typer
@@ -38,11 +38,34 @@ def _root(
     """VidTwin video codec."""
 
 
-def build_app() -> typer.Typer:
-    """The Typer app with every command. Importing the commands imports torch (seconds), so `main`
+def _no_type(ctx: Any) -> None:
+    return None
+
+
+def _flags_read_like_flags(command: Any) -> None:
+    """Show on/off options as `--json`, not `--json <bool>`: recent typer prints every option's type,
+    asking the option itself (`display_type_rich`). Typer carries its own copy of click, hence `Any`."""
+    for param in command.params:
+        if getattr(param, "is_flag", False):
+            param.display_type_rich = _no_type
+    make_help_option = command.get_help_option  # --help is made per context, outside `params`
+
+    def get_help_option(ctx: Any) -> Any:
+        option = make_help_option(ctx)
+        if option is not None:
+            option.display_type_rich = _no_type
+        return option
+
+    command.get_help_option = get_help_option
+    for sub in getattr(command, "commands", {}).values():
+        _flags_read_like_flags(sub)
+
+
+def build_app() -> Any:
+    """The command line with every command. Importing the commands imports torch (seconds), so `main`
     does it inside its signal handling: Ctrl-C while starting up is one line like any other."""
     from vidtwin_cli.commands import batch, bench, convert, datasets, decode, demo, encode, generate, info, inspect
-    from vidtwin_cli.commands import swap, train, verify
+    from vidtwin_cli.commands import models, swap, train, verify
 
     app = typer.Typer(
         name="vidtwin",
@@ -57,6 +80,7 @@ def build_app() -> typer.Typer:
     app.command("decode")(decode.command)
     app.command("swap")(swap.command)
     app.command("info")(info.command)
+    app.add_typer(models.app, name="models")
     app.command("convert")(convert.command)
     app.command("inspect")(inspect.command)
     app.command("verify")(verify.command)
@@ -65,7 +89,9 @@ def build_app() -> typer.Typer:
     app.add_typer(train.app, name="train")
     app.add_typer(batch.app, name="batch")
     app.command("bench")(bench.command)
-    return app
+    command = typer.main.get_command(app)
+    _flags_read_like_flags(command)
+    return command
 
 
 def _debug(argv: list[str]) -> bool:

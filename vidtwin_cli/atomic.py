@@ -58,6 +58,23 @@ def check_writable(path: Path, inputs: tuple[Path, ...] = ()) -> None:
             raise InputError(f"{path}: output would overwrite the input")
 
 
+class Existing:
+    """What to do with an output that already exists: refuse (the default), replace (`-y`) or skip (`-n`)."""
+
+    def __init__(self, overwrite: bool = False, never: bool = False) -> None:
+        if overwrite and never:
+            raise UsageError("-y/--overwrite and -n/--no-overwrite contradict each other")
+        self.overwrite, self.never = overwrite, never
+
+    def skip(self, path: Path | str) -> bool:
+        """True when `path` exists and `-n` keeps it; raises InputError when it exists and neither flag was given."""
+        if str(path) == STDIO or not Path(path).exists() or self.overwrite:
+            return False
+        if self.never:
+            return True
+        raise InputError(f"{path}: already exists; pass -y to overwrite it (or -n to keep existing outputs)")
+
+
 def _umask() -> int:
     mask = os.umask(0)
     os.umask(mask)

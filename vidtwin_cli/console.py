@@ -12,6 +12,7 @@ import json
 import logging
 import unicodedata
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 from rich.console import Console
@@ -26,10 +27,11 @@ from rich.progress import (
     TimeElapsedColumn,
     TimeRemainingColumn,
 )
+from rich import filesize
 from rich.text import Text
 
 from vidtwin_cli.atomic import stdout_text
-from vidtwin_cli.callbacks import Warn
+from vidtwin_cli.callbacks import Progress as Advance, Warn
 
 # Invisible characters that reorder or break the text around them ("Trojan Source" bidi controls,
 # line/paragraph separators); the other dangerous ones are in the categories below.
@@ -67,8 +69,11 @@ class SafeConsole(Console):
         return super().render_str(shown(text), **kwargs)
 
 
+BYTES = "bytes"  # a task whose `unit` field says so counts bytes (a model download, a checksum pass)
+
+
 class RateColumn(ProgressColumn):
-    """Items per second (frames/s, files/s), blank until rich has a speed estimate."""
+    """Items per second (frames/s, files/s; MB/s for byte tasks), blank until rich has a speed estimate."""
 
     def __init__(self, unit: str) -> None:
         super().__init__()
@@ -76,12 +81,32 @@ class RateColumn(ProgressColumn):
 
     def render(self, task: Task) -> Text:
         speed = task.finished_speed or task.speed
-        return Text("" if speed is None else f"{speed:.1f} {self.unit}/s")
+        if speed is None:
+            return Text("")
+        if task.fields.get("unit") == BYTES:
+            return Text(f"{filesize.decimal(int(speed))}/s")
+        return Text(f"{speed:.1f} {task.fields.get('unit', self.unit)}/s")
+
+
+class CountColumn(MofNCompleteColumn):
+    """done/total, in kB/MB/GB for byte tasks."""
+
+    def render(self, task: Task) -> Text:
+        if task.fields.get("unit") != BYTES:
+            return super().render(task)
+        total = "?" if task.total is None else filesize.decimal(int(task.total))
+        return Text(f"{filesize.decimal(int(task.completed))}/{total}", style="progress.download")
+
+
+PIPED_WIDTH = 200  # columns for tables when stderr is a log or a pipe (rich would cut them to 80)
 
 
 def err_console() -> Console:
-    """The console on stderr (rich would otherwise default to stdout); see `SafeConsole`."""
-    return SafeConsole(stderr=True, highlight=False, markup=False, emoji=False)
+    """The console on stderr (rich would otherwise default to stdout; see `SafeConsole`); not cut to 80 columns when piped."""
+    console = SafeConsole(stderr=True, highlight=False, markup=False, emoji=False)
+    if not console.is_terminal:
+        console.width = PIPED_WIDTH
+    return console
 
 
 def warner(console: Console) -> Warn:
@@ -128,7 +153,7 @@ def progress_bar(console: Console, quiet: bool = False, unit: str = "frames") ->
     return Progress(
         TextColumn("{task.description}", style="bold", markup=False),  # descriptions are file names
         BarColumn(),
-        MofNCompleteColumn(),
+        CountColumn(),
         TaskProgressColumn(),
         RateColumn(unit),
         TimeElapsedColumn(),
@@ -148,6 +173,16 @@ def print_json(obj: Any) -> None:
     out.flush()
 
 
+def stages(progress: Progress) -> Callable[[str, int | None, str], Advance]:
+    """A `StageProgress` (codec/hub.py) on `progress`: each stage (download, conversion) gets its own task."""
+
+    def stage(description: str, total: int | None, unit: str) -> Advance:
+        task = progress.add_task(description, total=total, unit=unit)
+        return lambda n: progress.advance(task, n)
+
+    return stage
+
+
 class TaskProgress:
     """Callbacks that library code drives: `start(total)` once the total is known, `advance(n)`."""
 
@@ -161,6 +196,10 @@ class TaskProgress:
     def advance(self, n: int) -> None:
         self._progress.advance(self._task, n)
 
+    def stage(self, description: str, total: int | None, unit: str) -> Advance:
+        """One more task on the same display (`stages`), e.g. a model download."""
+        return stages(self._progress)(description, total, unit)
+
     def remove(self) -> None:
         self._progress.remove_task(self._task)
 
@@ -170,3 +209,11 @@ def task_progress(console: Console, description: str, quiet: bool = False, unit:
     """One progress bar on stderr for one piece of work (e.g. one file's frames)."""
     with progress_bar(console, quiet, unit) as progress:
         yield TaskProgress(progress, description)
+
+
+def report_kept(path: Path | str, json_out: bool, quiet: bool) -> None:
+    """Say that an existing output was left alone (`-n`): one line on stderr, or the JSON result."""
+    if json_out:
+        print_json({"output": str(path), "skipped": "exists (-n)"})
+    elif not quiet:
+        err_console().print(f"{path}: exists; left as it is (-n)", markup=False, soft_wrap=True)

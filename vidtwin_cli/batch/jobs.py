@@ -65,8 +65,8 @@ class WorkerSpec:
 
     settings: Settings
     model: str | None
-    device: str = "cpu"
-    precision: str = "fp32"
+    device: str = "cpu"  # a concrete device (the driver plans "auto")
+    precision: str = "auto"
     batch_size: int = 8
     threads: int = 1  # torch intra-op threads of this worker
     compile: bool = False  # torch.compile the transformer blocks (once per worker)

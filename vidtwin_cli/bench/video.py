@@ -19,10 +19,12 @@ import torch
 from torch import nn
 
 from vidtwin_cli.callbacks import Progress, Warn
+from vidtwin_cli.bench.bdrate import rd_bd_rates
 from vidtwin_cli.bench.baseline import available_codecs, decode_stream, encode_at_bytes, encode_frames
 from vidtwin_cli.bench.speed import PeakMemory, report_header, synthetic_clips
 from vidtwin_cli.vtw.container import describe_vtw, open_vtw, read_vtw, write_vtw
-from vidtwin_cli.vtw.header import LATENT_DTYPES, check_latent_dtype
+from vidtwin_cli.vtw.entropy import DEFAULT_KEYINT, DEFAULT_QUALITY, latent_sigma, step_for_quality
+from vidtwin_cli.vtw.header import ENTROPY, LATENT_DTYPES, check_latent_dtype
 from vidtwin_cli.errors import UsageError
 from vidtwin_cli.bench.metrics import VideoQuality, compare, json_ready, mse, psnr_from_mse
 from vidtwin_cli.bench.resample import TIME_FACTORS, ResampleGrid, resampled_frames
@@ -31,11 +33,13 @@ from vidtwin_cli.codec.pipeline import Stopwatch, decoded_frames, encode_video
 from vidtwin_cli.codec.runtime import ModelRunner
 from vidtwin_cli.codec.model_session import ModelSession
 from vidtwin_cli.video.info import VideoInfo, check_fit
-from vidtwin_cli.video.io import VideoReader
+from vidtwin_cli.video.io import Trim, VideoReader, VideoWriter
 
 log = logging.getLogger(__name__)
 
 RD_CRFS = (18, 23, 28, 33, 38, 43, 48)
+RD_QUALITIES = (3, 5, 7, 9, 11)  # entropy-coded points of the RD sweep (--quality)
+STORAGES = (ENTROPY, *LATENT_DTYPES)  # every way a .vtw can store the same latents
 
 
 @dataclass(frozen=True)
@@ -43,12 +47,12 @@ class VideoBenchOptions:
     """What to measure on each input video."""
 
     fit: str = "tile"
-    dtype: str = "fp16"  # latent storage whose decode is measured (and whose size the baselines match)
+    dtype: str = ENTROPY  # latent storage whose decode is measured (and whose size the baselines match)
     repeat: int = 1  # timed encode+decode runs per precision; quality is measured on the first
     batch_size: int = 1
     baselines: tuple[str, ...] = ("libx264", "libx265")  # those this PyAV build lacks are skipped
     tolerance: float = 0.05  # baseline size within ±5 % of the .vtw
-    rd: bool = False  # also sweep rates (every latent dtype; baseline CRFs in RD_CRFS)
+    rd: bool = False  # also sweep rates (entropy qualities in RD_QUALITIES, every raw dtype; baseline CRFs in RD_CRFS)
     lpips: nn.Module | None = None
     lpips_every: int = 1
 
@@ -61,10 +65,18 @@ class VideoBenchOptions:
             raise UsageError("--repeat must be >= 1")
 
 
-def restore(src: Path, dst: Path, dtype: str) -> int:
-    """Re-store the latents of `src` in another latent dtype; returns the new file's bytes."""
+def restore(src: Path, dst: Path, dtype: str, quality: int = DEFAULT_QUALITY) -> int:
+    """Re-store the latents of `src` in another latent dtype (entropy: at `quality`); returns the new file's bytes.
+
+    Entropy coding takes its step from the first clip, as `vidtwin encode` does; the file keeps no audio
+    (every storage is compared on latents alone).
+    """
     vtw = read_vtw(src)
-    return write_vtw(dst, dataclasses.replace(vtw, header=dataclasses.replace(vtw.header, dtype=dtype)))
+    coding: dict = {"step": None, "keyint": None}
+    if dtype == ENTROPY:
+        first = vtw.latents.select(slice(0, vtw.header.tiles_per_clip))
+        coding = {"step": step_for_quality(quality, latent_sigma(first) or 1.0), "keyint": DEFAULT_KEYINT}
+    return write_vtw(dst, dataclasses.replace(vtw, header=dataclasses.replace(vtw.header, dtype=dtype, **coding)))
 
 
 def _quality(cfg_frames: int, tile: int | None, options: VideoBenchOptions, device: torch.device) -> VideoQuality:
@@ -152,6 +164,7 @@ def bench_video(
     }  # fmt: skip
     if options.rd:
         out["rd"] = _rd_sweep(src, reference, workdir, stem, info, sessions[first], options, progress)
+        out["bd_rate"] = rd_bd_rates(out["rd"])  # percent bytes against x264 at equal PSNR / LPIPS
     return out
 
 
@@ -160,9 +173,9 @@ def _kbps(nbytes: int, duration: float) -> float | None:
 
 
 def _rates(reference: Path, workdir: Path, stem: str) -> dict:
-    """Bytes and bitrate of the same latents in every latent dtype."""
+    """Bytes and bitrate of the same latents in every storage (entropy at the default quality, raw dtypes)."""
     rate = {}
-    for dtype in LATENT_DTYPES:
+    for dtype in STORAGES:
         path = workdir / f"{stem}.rate.{dtype}.vtw"
         nbytes = restore(reference, path, dtype)
         with open_vtw(path) as reader:
@@ -185,7 +198,7 @@ def _baseline(src: Path, codec: str, target: int, duration: float, clip_frames: 
 
 
 def _resample_baseline(src: Path, info: VideoInfo, budget: int, clip_frames: int, options: VideoBenchOptions,
-                       device: torch.device, progress: ProgressCallback | None) -> dict:  # fmt: skip
+                       device: torch.device, progress: Progress | None) -> dict:  # fmt: skip
     """The model's latent value count spent on a downsampled copy of the video (`bench.resample`):
     every time/space split in TIME_FACTORS is tried, and the best by pooled PSNR is measured in full."""
     tried = []
@@ -207,23 +220,25 @@ def _resample_baseline(src: Path, info: VideoInfo, budget: int, clip_frames: int
 
 def _rd_sweep(src: Path, reference: Path, workdir: Path, stem: str, info: VideoInfo, session: ModelSession,
               options: VideoBenchOptions, progress: Progress | None) -> dict:  # fmt: skip
-    """Rate–distortion points: VidTwin in every latent dtype, baselines over RD_CRFS."""
+    """Rate–distortion points: VidTwin entropy-coded over RD_QUALITIES and raw in every dtype, baselines over RD_CRFS."""
     loaded, runner = session.load()
     cfg, duration = loaded.config, info.duration
     tile = cfg.image_size if options.fit == "tile" else None
 
-    def point(nbytes: int, quality: dict, **extra: object) -> dict:
-        lp = quality["lpips"]["mean"] if quality["lpips"] else None
-        return {**extra, "bytes": nbytes, "kbit_per_s": _kbps(nbytes, duration), "psnr": quality["psnr"]["pooled"],
-                "ssim": quality["ssim"]["mean"], "lpips": lp}  # fmt: skip
+    def point(nbytes: int, measured: dict, **extra: object) -> dict:
+        lp = measured["lpips"]["mean"] if measured["lpips"] else None
+        return {**extra, "bytes": nbytes, "kbit_per_s": _kbps(nbytes, duration), "psnr": measured["psnr"]["pooled"],
+                "ssim": measured["ssim"]["mean"], "lpips": lp}  # fmt: skip
 
-    curves = {"vidtwin": []}
-    for dtype in LATENT_DTYPES:
-        path = workdir / f"{stem}.rd.{dtype}.vtw"
-        nbytes = restore(reference, path, dtype)
+    curves: dict[str, list] = {"vidtwin": [], "vidtwin raw": []}  # entropy-coded qualities; raw dtypes
+    points = [(ENTROPY, quality) for quality in RD_QUALITIES] + [(dtype, None) for dtype in LATENT_DTYPES]
+    for dtype, quality in points:
+        path = workdir / f"{stem}.rd.{dtype}{quality or ''}.vtw"
+        nbytes = restore(reference, path, dtype, quality or DEFAULT_QUALITY)
         with open_vtw(path) as reader:
             q = compare(src, decoded_frames(reader, runner), _quality(cfg.frames, tile, options, session.device))
-        curves["vidtwin"].append(point(nbytes, q, latent_dtype=dtype))
+        extra = {"quality": quality, "step": reader.header.step} if quality else {}
+        curves["vidtwin" if quality else "vidtwin raw"].append(point(nbytes, q, latent_dtype=dtype, **extra))
         if progress:
             progress(1)
     for codec in options.baselines:
@@ -240,10 +255,30 @@ def _rd_sweep(src: Path, reference: Path, workdir: Path, stem: str, info: VideoI
     return curves
 
 
+def trimmed_copies(inputs: list[Path], trim: Trim, workdir: Path) -> list[Path]:
+    """The `trim`med part of each input as a lossless FFV1 file in `workdir`, named after the input, for
+    every later reader (model, metrics, baselines) to see the same frames; the inputs when not trimming."""
+    if trim.whole:
+        return inputs
+    copies = []
+    for n, src in enumerate(inputs):
+        dst = workdir / f"{n}" / f"{src.stem}.mkv"
+        dst.parent.mkdir()
+        with VideoReader(src, trim=trim) as video:
+            frames = list(video)  # the part a user benchmarks is short; its timing needs every frame read
+            info = video.info
+        with VideoWriter(dst, info, info.width, info.height, "ffv1") as out:
+            for frame in frames:
+                out.write(frame)
+        copies.append(dst)
+    return copies
+
+
 def video_steps(options: VideoBenchOptions, precisions: int) -> int:
     """Progress steps `bench_video` reports for one input (for a progress total)."""
     codecs = len([c for c in options.baselines if c in available_codecs()])
-    return options.repeat * precisions + codecs + 1 + (len(LATENT_DTYPES) + codecs * len(RD_CRFS) if options.rd else 0)
+    rd_points = len(RD_QUALITIES) + len(LATENT_DTYPES) + codecs * len(RD_CRFS)
+    return options.repeat * precisions + codecs + 1 + (rd_points if options.rd else 0)
 
 
 def run_videos(

@@ -35,8 +35,8 @@ _PART = r"[A-Za-z0-9_.-]+"
 _REVISION = re.compile(rf"{_PART}(/{_PART})*")
 _HASH_BLOCK = 1 << 22
 
-# stage name, total (None: unknown) -> advance(n); the CLI shows one progress bar per stage
-StageProgress = Callable[[str, int | None], Progress]
+# (description, total or None, unit: "bytes" or "steps") -> progress for that stage; the CLI shows a bar per stage
+StageProgress = Callable[[str, int | None, str], Progress]
 
 
 @dataclass(frozen=True)
@@ -106,7 +106,7 @@ class _HubBar(hub_tqdm):
     """The progress object huggingface_hub drives (`tqdm_class`), forwarded to one `StageProgress` stage."""
 
     def __init__(self, progress: StageProgress, description: str, *args, **kwargs) -> None:
-        self._advance = progress(description, kwargs.get("total"))
+        self._advance = progress(description, kwargs.get("total"), "bytes")
         kwargs.update(disable=False, file=_Discard())  # our console shows it, not tqdm
         super().__init__(*args, **kwargs)
         if kwargs.get("initial"):
@@ -221,7 +221,7 @@ def fetch_weights(ref: HubRef, *, local_only: bool = False, progress: StageProgr
 
 def file_sha256(path: Path, progress: StageProgress | None = None, description: str = "checking") -> str:
     """sha256 of a file's bytes, read in blocks (reported as bytes to `progress`)."""
-    advance = progress(description, path.stat().st_size) if progress else None
+    advance = progress(description, path.stat().st_size, "bytes") if progress else None
     h = hashlib.sha256()
     with open(path, "rb") as f:
         while block := f.read(_HASH_BLOCK):

@@ -21,6 +21,7 @@ def describe(loaded: LoadedModel) -> dict:
     return {
         "model": loaded.spec,
         "source": loaded.source,
+        "trained": loaded.source != "preset",  # presets are seeded random weights
         "path": str(loaded.path) if loaded.path else None,
         "commit": loaded.commit,
         **parameter_counts(loaded.model),

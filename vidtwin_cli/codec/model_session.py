@@ -6,8 +6,8 @@ import logging
 
 from vidtwin_cli.callbacks import Warn
 from vidtwin_cli.codec.hub import StageProgress
-from vidtwin_cli.codec.runtime import ModelRunner, resolve_device, resolve_precision
-from vidtwin_cli.codec.weights import LoadedModel, resolve_model, resolve_recorded_model
+from vidtwin_cli.codec.runtime import AUTO, ModelRunner, precision_name, resolve_device, resolve_precision
+from vidtwin_cli.codec.weights import LoadedModel, resolve_model, resolve_recorded_model, untrained_note
 from vidtwin_cli.vtw.header import ModelRef
 
 log = logging.getLogger(__name__)
@@ -16,15 +16,16 @@ log = logging.getLogger(__name__)
 class ModelSession:
     """Resolves `--model` lazily: the user's spec when given, else the model the data records (local only).
 
-    Device and precision are validated on construction, so bad flags fail before any work.
+    Device and precision ("auto" by default: `runtime.precision_name`) are resolved and validated on
+    construction, so bad flags fail before any work.
     `progress` shows a hub model's download and one-time conversion.
     """
 
     def __init__(
         self,
         spec: str | None,
-        device: str = "cpu",
-        precision: str = "fp32",
+        device: str = AUTO,
+        precision: str = AUTO,
         batch_size: int = 1,
         warn: Warn = log.warning,
         compile: bool = False,
@@ -32,7 +33,8 @@ class ModelSession:
     ) -> None:
         self.spec, self.progress = spec, progress
         self.device = resolve_device(device)
-        self.dtype = resolve_precision(precision, self.device)
+        self.precision = precision_name(precision, self.device)  # "auto" resolved: what results report
+        self.dtype = resolve_precision(self.precision, self.device)
         self.batch_size, self.warn, self.compile = batch_size, warn, compile
         self._loaded: tuple[LoadedModel, ModelRunner] | None = None
 
@@ -43,6 +45,8 @@ class ModelSession:
                 loaded = resolve_recorded_model(recorded.spec, recorded.commit)
             else:
                 loaded = resolve_model(self.spec, progress=self.progress)
+            if loaded.source == "preset":
+                self.warn(untrained_note(loaded.spec))
             runner = ModelRunner(loaded.model, self.device, self.dtype, self.batch_size, self.warn, self.compile)
             self._loaded = (loaded, runner)
         return self._loaded

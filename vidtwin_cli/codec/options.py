@@ -12,8 +12,11 @@ from typing import Literal
 
 from vidtwin_cli.errors import InputError, UsageError
 from vidtwin_cli.video.info import MAX_SIDE, FitMode, Geometry, VideoInfo, check_fit
-from vidtwin_cli.video.io import DEFAULT_CODEC, VideoWriter
-from vidtwin_cli.vtw.header import LatentDtype, check_latent_dtype
+from vidtwin_cli.video.io import DEFAULT_CODEC, Trim, VideoWriter
+from vidtwin_cli.vtw.coded import EntropyCoding
+from vidtwin_cli.vtw.container import Storage
+from vidtwin_cli.vtw.entropy import DEFAULT_KEYINT, DEFAULT_QUALITY
+from vidtwin_cli.vtw.header import ENTROPY, LatentDtype, check_latent_dtype
 
 Only = Literal["structure", "dynamics"]
 ONLY: tuple[str, ...] = ("structure", "dynamics")
@@ -28,16 +31,27 @@ class EncodeOptions:
     """How frames become latents and how the latents are stored."""
 
     fit: FitMode = "tile"  # tile (exact size), resize, or crop (the official centre crop)
-    dtype: LatentDtype = "fp16"  # latent storage in the .vtw
+    dtype: LatentDtype = ENTROPY  # latent storage: entropy-coded (.vtw 2.0) or a raw dtype (.vtw 1.x)
     sample: bool = False  # posterior samples instead of means
     seed: int | None = None  # for `sample`
+    quality: int = DEFAULT_QUALITY  # entropy: the quantisation step relative to the latents' spread
+    step: float | None = None  # entropy: the step in latent units (overrides quality)
+    keyint: int = DEFAULT_KEYINT  # entropy: a key clip every keyint clips
+    audio: bool = True  # keep the source's audio packets (entropy-coded files only)
+    trim: Trim = Trim()  # the part of the video to encode (--start/--duration/--frames); all of it by default
     strict: bool = False  # a damaged or cut input is an error, not a warning that names the frames kept
 
     def __post_init__(self) -> None:
         check_fit(self.fit)
         check_latent_dtype(self.dtype)
+        EntropyCoding(self.quality, self.step, self.keyint)  # checks --quality / --step / --keyint
         if self.seed is not None and not self.sample:
             raise UsageError("--seed only applies with --sample")
+
+    @property
+    def storage(self) -> Storage:
+        """What the .vtw writer is given: `EntropyCoding`, or the raw dtype."""
+        return EntropyCoding(self.quality, self.step, self.keyint) if self.dtype == ENTROPY else self.dtype
 
 
 @dataclass(frozen=True)
@@ -57,7 +71,7 @@ class SwapOptions:
     """Cross-reenactment: which span of the dynamics video is swapped, and .vtw storage."""
 
     span: str | None = None  # 'START:END' in seconds of the dynamics video; None swaps it all
-    dtype: LatentDtype = "fp16"  # latent storage when the output is a .vtw
+    dtype: LatentDtype = ENTROPY  # latent storage when the output is a .vtw (entropy: the dynamics file's step)
     force: bool = False  # as DecodeOptions.force
 
     def __post_init__(self) -> None:

@@ -21,7 +21,7 @@ import torch
 from models import Latents
 
 from vidtwin_cli.callbacks import OnStart, Progress, Warn
-from vidtwin_cli.atomic import check_writable
+from vidtwin_cli.atomic import STDIO, check_writable
 from vidtwin_cli.codec.model_session import ModelSession
 from vidtwin_cli.codec.options import DecodeOptions, EncodeOptions, VideoOutput
 from vidtwin_cli.codec.results import DecodeResult, EncodeResult
@@ -30,16 +30,22 @@ from vidtwin_cli.codec.weights import LoadedModel
 from vidtwin_cli.errors import InputError, ModelError
 from vidtwin_cli.video.frames import FrameArray
 from vidtwin_cli.video.info import Geometry, VideoInfo
-from vidtwin_cli.video.io import VideoReader, VideoWriter, iter_clips
+from vidtwin_cli.video.io import Trim, VideoReader, VideoWriter, iter_clips
 from vidtwin_cli.video.tiling import clip_frames, frames_to_tiles
-from vidtwin_cli.vtw.container import ModelRef, VtwFile, VtwHeader, VtwReader, VtwWriter, describe_vtw, open_vtw
+from vidtwin_cli.atomic import STDIO
+from vidtwin_cli.video.audio import AudioPacket, read_audio
+from vidtwin_cli.vtw.container import (
+    CodedReader, CodedWriter, ModelRef, VtwFile, VtwHeader, VtwWriter, describe_vtw, open_vtw, vtw_writer,
+)  # fmt: skip
+from vidtwin_cli.vtw.entropy import latent_sigma, step_for_quality
+from vidtwin_cli.vtw.header import ENTROPY
 
 VideoSource = Path | str | np.ndarray | torch.Tensor  # a file ("-": stdin) or (T, H, W, 3) uint8 frames
 LatentSource = Path | str | VtwFile  # a .vtw file ("-": stdin) or one in memory
 
 
 class Latent(Protocol):
-    """What decoding reads from: an open `.vtw` (`VtwReader`) or one in memory (`MemoryVtw`)."""
+    """What decoding reads from: an open `.vtw` (`VtwReader`, `CodedReader`) or one in memory (`MemoryVtw`)."""
 
     name: str
     header: VtwHeader
@@ -82,15 +88,17 @@ def open_latents(src: LatentSource) -> Iterator[Latent]:
 
 
 def open_video(src: VideoSource, fps: float | Fraction | None = None, format: str | None = None,
-               strict: bool = False) -> VideoReader | FrameArray:  # fmt: skip
-    """A video file ("-": stdin, with `format`) or an array of frames (with `fps`), ready for `with`.
+               trim: Trim = Trim(), strict: bool = False) -> VideoReader | FrameArray:  # fmt: skip
+    """A video file ("-": stdin, with `format`; the `trim`med part) or an array of frames (with `fps`), for `with`.
 
     `strict`: a damaged or cut file is an InputError instead of a warning (`VideoReader`)."""
     if isinstance(src, (np.ndarray, torch.Tensor)):
         if fps is None:
             raise InputError("encoding an array of frames needs its frame rate (fps)")
+        if not trim.whole:
+            raise InputError("trim an array of frames by slicing it")
         return FrameArray(src, fps)
-    return VideoReader(src, format, strict)
+    return VideoReader(src, format, trim, strict)
 
 
 def _source_name(src: VideoSource | LatentSource) -> str:
@@ -117,6 +125,14 @@ def check_model(loaded: LoadedModel, header: VtwHeader, name: str, force: bool, 
 # ---- encoding --------------------------------------------------------------------------------
 
 
+def note_dropped(video: VideoReader | FrameArray, geometry: Geometry, warn: Warn) -> None:
+    """Say once what the decoded video will not have: (`--fit crop`) the source's full picture."""
+    if geometry.fit == "crop" and geometry.output_size != (video.width, video.height):
+        width, height = geometry.output_size
+        warn(f"--fit crop scales the {video.width}x{video.height} frames and keeps their centre square: the decoded "
+             f"video will be {width}x{height} (--fit tile keeps the whole picture at its size)")
+
+
 def _encoded_clips(video: VideoReader | FrameArray, geometry: Geometry, runner: ModelRunner, options: EncodeOptions,
                    progress: Progress | None) -> Iterator[Latents]:  # fmt: skip
     """The latents of every clip of `video` (the last clip padded), clip by clip."""
@@ -140,19 +156,27 @@ def encode_video(
 ) -> EncodeResult:
     """Encode a video file ("-" with `format`) or frames (with `fps`) to a .vtw at `dst` ("-" = stdout).
 
+    Entropy coding (the default `options.dtype`) writes a 2.0 file that also keeps the source file's
+    audio packets (unless `options.audio` is False); a raw dtype writes 1.x, latents only.
     `on_start(estimated_frames)` is called once the header is read (for progress totals).
     """
     started = time.perf_counter()
     check_writable(Path(dst), (Path(src),) if isinstance(src, (str, Path)) else ())
-    with open_video(src, fps, format, options.strict) as video:  # a bad input fails here, before the model loads
+    with open_video(src, fps, format, options.trim, options.strict) as video:  # a bad input fails here, before the model
         loaded, runner = session.load()
         geometry = Geometry.plan(video.width, video.height, loaded.config.image_size, options.fit)
+        note_dropped(video, geometry, session.warn)
         if on_start:
             on_start(video.estimated_frames)
-        with VtwWriter(dst, model_ref(loaded), geometry, options.dtype, sampled=options.sample,
-                       seed=options.seed if options.sample else None) as writer:  # fmt: skip
+        with vtw_writer(dst, model_ref(loaded), geometry, options.storage, sampled=options.sample,
+                        seed=options.seed if options.sample else None) as writer:  # fmt: skip
             for latents in _encoded_clips(video, geometry, runner, options, progress):
                 writer.add(latents)
+            if options.audio and options.trim.whole:
+                _keep_audio(src, writer, session.warn)
+            elif video.audio_streams:
+                why = "left out (--no-audio)" if not options.audio else "not kept by a trimmed encode (--start/--duration/--frames)"
+                session.warn(f"{video.name} has audio, {why}: the decoded video will be silent")
             nbytes = writer.finish(video.info)
             header = writer.header
     summary = describe_vtw(header, nbytes)
@@ -162,8 +186,27 @@ def encode_video(
         tiles_per_clip=header.tiles_per_clip, bytes=nbytes,
         bitrate_kbps=summary["bitrate_bps"] / 1000 if summary["bitrate_bps"] else None,
         compression_rate=summary["compression_rate"], compression_vs_raw=summary["compression_vs_raw"],
-        latent_dtype=options.dtype, seconds=time.perf_counter() - started,
+        input_bytes=Path(src).stat().st_size if isinstance(src, (str, Path)) and str(src) != STDIO else None,
+        latent_dtype=header.dtype, seconds=time.perf_counter() - started, device=str(session.device),
+        precision=session.precision, step=header.step, keyint=header.keyint, bits_per_value=summary["bits_per_value"],
+        audio_tracks=len(writer.audio) if isinstance(writer, CodedWriter) else 0,
     )  # fmt: skip
+
+
+def _keep_audio(src: VideoSource, writer: CodedWriter | VtwWriter, warn: Callable[[str], None]) -> None:
+    """Store the source file's audio packets in a 2.0 writer; say so when they cannot be kept."""
+    if not isinstance(src, (str, Path)):
+        return  # frames in memory have no audio
+    if str(src) == STDIO:
+        warn("the audio of a piped input is not kept (encode the file itself to keep it)")
+        return
+    tracks, packets = read_audio(src)
+    if not tracks:
+        return
+    if not isinstance(writer, CodedWriter):
+        warn(f"{src}: its audio is not kept: raw --dtype files (.vtw 1.x) hold latents only")
+        return
+    writer.add_audio(tracks, packets)
 
 
 def encode_latents(
@@ -181,16 +224,22 @@ def encode_latents(
     The latents are the model's own float32 values; `options.dtype` applies when the file is written
     (`write_vtw`).
     """
-    with open_video(src, fps, format, options.strict) as video:
+    with open_video(src, fps, format, options.trim, options.strict) as video:
         loaded, runner = session.load()
         geometry = Geometry.plan(video.width, video.height, loaded.config.image_size, options.fit)
         if on_start:
             on_start(video.estimated_frames)
         latents = Latents.cat(list(_encoded_clips(video, geometry, runner, options, progress)))
         info = video.info
-    clips = latents.structure.shape[0] // geometry.tiles_per_clip
+    tiles = geometry.tiles_per_clip
+    clips = latents.structure.shape[0] // tiles
+    coding = {}
+    if options.dtype == ENTROPY:  # the step the file will have, set as CodedWriter sets it
+        first = Latents(*(getattr(latents, key)[:tiles] for key in ("structure", "dynamics_x", "dynamics_y")))
+        step = options.step or step_for_quality(options.quality, latent_sigma(first) or 1.0)
+        coding = {"step": float(step), "keyint": options.keyint}
     header = VtwHeader(model_ref(loaded), info, geometry, clips, options.dtype, sampled=options.sample,
-                       seed=options.seed if options.sample else None)  # fmt: skip
+                       seed=options.seed if options.sample else None, **coding)  # fmt: skip
     return VtwFile(header, latents)
 
 
@@ -253,13 +302,48 @@ def decoded_frames(latent: Latent, runner: ModelRunner, only: str | None = None,
 
 
 def write_frames(dst: Path | str, info: VideoInfo, geometry: Geometry, frames: Iterable[np.ndarray],
-                 output: VideoOutput) -> int:  # fmt: skip
-    """Write frames with the timing of `info` at the geometry's output size; returns the count."""
+                 output: VideoOutput, audio: Latent | None = None,
+                 warn: Callable[[str], None] | None = None) -> int:  # fmt: skip
+    """Write frames with the timing of `info` at the geometry's output size; returns the count.
+
+    With `audio` (an open 2.0 file holding audio), its packets are muxed beside the video when the
+    output container can hold their codec, each once the video has reached its time (so the muxer
+    interleaves them with bounded buffering); `warn` hears about codecs the container cannot hold.
+    """
     width, height = geometry.output_size
+    tracks = audio.audio if isinstance(audio, CodedReader) else []
     with VideoWriter(dst, info, width, height, output.codec, output.crf, output.format) as out:
-        for frame in frames:
-            out.write(frame)
+        refused = out.add_audio(tracks) if tracks else []
+        if refused and warn:
+            warn(f"{out.name}: this container cannot hold {', '.join(refused)} audio; the video is written "
+                 "without it (.mkv holds it)")
+        sound = _timed_packets(audio) if tracks else iter(())
+        pending, times = next(sound, None), frame_times(info)
+        for i, frame in enumerate(frames):
+            out.write(frame)  # raises past info.frame_count
+            while pending is not None and pending[0] <= times[i]:
+                out.mux_audio(*pending[1:])
+                pending = next(sound, None)
+        while pending is not None:
+            out.mux_audio(*pending[1:])
+            pending = next(sound, None)
         return out.frames_written
+
+
+def frame_times(info: VideoInfo) -> np.ndarray:
+    """Presentation time in seconds of every frame (timestamps for VFR, index / fps otherwise)."""
+    if info.pts is not None:
+        return np.asarray(info.pts, dtype=np.float64) * float(info.time_base)
+    return np.arange(info.frame_count, dtype=np.float64) / float(info.fps)
+
+
+def _timed_packets(reader: CodedReader) -> Iterator[tuple[float, int, list[AudioPacket]]]:
+    """(seconds, track, [packet]) of a file's audio in stored order (the source demuxer's)."""
+    for track, packets in reader.audio_packets():
+        base = reader.audio[track].time_base
+        for p in packets:
+            time = p.dts if p.dts is not None else p.pts
+            yield (float(time * base) if time is not None else -np.inf), track, [p]
 
 
 @contextlib.contextmanager
@@ -303,7 +387,7 @@ def decode_vtw(
     with decoding(src, session, options, on_start, output) as (latent, runner):
         header = latent.header
         frames = decoded_frames(latent, runner, options.only, progress)
-        count = write_frames(dst, header.video, header.geometry, frames, output)
+        count = write_frames(dst, header.video, header.geometry, frames, output, latent, session.warn)
     width, height = header.geometry.output_size
     return DecodeResult(_source_name(src), str(dst), count, width, height, float(header.video.fps),
-                        time.perf_counter() - started, options.only)  # fmt: skip
+                        time.perf_counter() - started, str(session.device), session.precision, options.only)  # fmt: skip

@@ -25,6 +25,8 @@ class VideoJobResult(JsonResult):
     height: int
     fps: float
     seconds: float
+    device: str  # where the model ran, e.g. "cpu", "cuda:0"
+    precision: str  # fp32, bf16 or fp16 (what "auto" chose)
 
     @property
     def frames_per_second(self) -> float:
@@ -41,7 +43,12 @@ class EncodeResult(VideoJobResult):
     bitrate_kbps: float | None  # None for a zero-length video
     compression_rate: float  # the paper's latent values / input values
     compression_vs_raw: float | None  # raw RGB24 bytes / file bytes
+    input_bytes: int | None  # size of the input file (None for stdin or frames in memory)
     latent_dtype: str
+    step: float | None = None  # entropy coding: the quantisation step
+    keyint: int | None = None  # entropy coding: the key clip interval
+    bits_per_value: float | None = None  # file bytes · 8 / latent values
+    audio_tracks: int = 0  # audio streams kept as packets
 
 
 @dataclass(frozen=True)
@@ -63,6 +70,8 @@ class SwapResult(JsonResult):
     range: str | None
     bytes: int | None  # of a .vtw output; None for video
     seconds: float
+    device: str
+    precision: str
 
     def to_json(self) -> dict[str, Any]:
         return {k: v for k, v in super().to_json().items() if k != "bytes" or v is not None}

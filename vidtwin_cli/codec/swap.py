@@ -25,8 +25,8 @@ from vidtwin_cli.atomic import check_writable
 from vidtwin_cli.codec.model_session import ModelSession
 from vidtwin_cli.codec.options import EncodeOptions, SwapOptions, VideoOutput
 from vidtwin_cli.codec.pipeline import (
-    Latent, LatentSource, MemoryVtw, check_model, clip_decoded, decoded_frames, encode_latents, open_latents,
-    trimmed, write_frames,
+    Latent, LatentSource, MemoryVtw, check_model, clip_decoded, decoded_frames, encode_latents, frame_times,
+    open_latents, trimmed, write_frames,
 )  # fmt: skip
 from vidtwin_cli.codec.results import SwapResult
 from vidtwin_cli.codec.runtime import ModelRunner
@@ -34,7 +34,9 @@ from vidtwin_cli.errors import InputError, ModelError
 from vidtwin_cli.video.info import Geometry, VideoInfo
 from vidtwin_cli.video.io import VideoReader, iter_clips
 from vidtwin_cli.video.tiling import frames_to_tiles, resize_clip
-from vidtwin_cli.vtw.container import VtwFile, VtwHeader, VtwWriter
+from vidtwin_cli.vtw.container import CodedReader, CodedWriter, EntropyCoding, Storage, VtwFile, VtwHeader, vtw_writer
+from vidtwin_cli.vtw.entropy import DEFAULT_KEYINT, DEFAULT_QUALITY, latent_sigma, step_for_quality
+from vidtwin_cli.vtw.header import ENTROPY
 
 SwapSource = LatentSource  # a .vtw path (or an in-memory VtwFile), or any other path: a video file
 
@@ -52,13 +54,6 @@ def parse_range(text: str, duration: float) -> tuple[float, float]:
     if not (0 <= start < end) or start >= duration or end > duration + 1e-6:
         raise InputError(f"--range {text} is outside the dynamics video (0 to {duration:.3f} s) or empty")
     return start, end
-
-
-def frame_times(info: VideoInfo) -> np.ndarray:
-    """Presentation time in seconds of every frame (timestamps for VFR, index / fps otherwise)."""
-    if info.pts is not None:
-        return np.asarray(info.pts, dtype=np.float64) * float(info.time_base)
-    return np.arange(info.frame_count, dtype=np.float64) / float(info.fps)
 
 
 def swap_latents(structure_from: Latents, dynamics_from: Latents) -> Latents:
@@ -142,6 +137,8 @@ def swap_vtw(
             ha, hb = a_file.header.model, b_file.header.model
             raise ModelError(f"{a_file.name} and {b_file.name} come from different models "
                              f"({ha.spec} {ha.weights_sha256[:12]} vs {hb.spec} {hb.weights_sha256[:12]})")
+        if b_file is not None and options.span:  # a bad --range fails before the model loads
+            parse_range(options.span, b_file.header.video.duration)
         if not as_vtw and a_file is not None:  # A's geometry is the output's
             output.check_size(a_file.header.geometry, a_file.name)
         loaded, runner = session.load(files[0].header.model if files else None)
@@ -166,7 +163,9 @@ def swap_vtw(
 
         if as_vtw:
             provenance = {"swap": {"structure": a.name, "dynamics": b.name, "range": options.span}}
-            with VtwWriter(dst, a.header.model, geometry, options.dtype, provenance=provenance) as writer:
+            with vtw_writer(dst, a.header.model, geometry, _storage(options, b), provenance=provenance) as writer:
+                if isinstance(writer, CodedWriter) and isinstance(b, CodedReader) and b.audio:
+                    writer.add_audio(b.audio, b.audio_packets())  # B's timeline, B's sound
                 for i, lat_b in enumerate(b.iter_clips()):
                     lat, mask = mixed(i, lat_b)
                     use = bool(mask.any())
@@ -176,7 +175,7 @@ def swap_vtw(
                         progress(int(min(t, info.frame_count - i * t)))
                 nbytes = writer.finish(info)
             return SwapResult(a.name, b.name, str(dst), info.frame_count, swapped_clips, options.span, nbytes,
-                              time.perf_counter() - started)  # fmt: skip
+                              time.perf_counter() - started, str(session.device), session.precision)  # fmt: skip
 
         def frames() -> Iterator[np.ndarray]:
             nonlocal swapped_clips
@@ -190,6 +189,16 @@ def swap_vtw(
                     frame_own = next(own) if own is not None else None
                     yield frame_swapped if inside_span else frame_own
 
-        count = write_frames(dst, info, geometry, trimmed(frames(), info.frame_count, progress), output)
+        count = write_frames(dst, info, geometry, trimmed(frames(), info.frame_count, progress), output,
+                             b, session.warn)  # B's sound with B's timeline
     return SwapResult(a.name, b.name, str(dst), count, swapped_clips, options.span, None,
-                      time.perf_counter() - started)  # fmt: skip
+                      time.perf_counter() - started, str(session.device), session.precision)  # fmt: skip
+
+
+def _storage(options: SwapOptions, b: Latent) -> Storage:
+    """How swapped latents are stored: a raw dtype, or entropy coding with B's step and key interval
+    (B's symbols then stay exact; a B without one gets the default quality's step)."""
+    if options.dtype != ENTROPY:
+        return options.dtype
+    step = b.header.step or step_for_quality(DEFAULT_QUALITY, latent_sigma(b.clip(0)) or 1.0)
+    return EntropyCoding(step=step, keyint=b.header.keyint or DEFAULT_KEYINT)

@@ -63,6 +63,12 @@ class LoadedModel:
         return self.model.config
 
 
+def untrained_note(spec: str) -> str:
+    """What to tell a user who picked a preset: its weights are seeded random numbers, not a codec."""
+    return (f"model {spec!r} is an untrained preset (seeded random weights): its output is not a compressed "
+            "copy of the video; leave out --model for the bundled trained model")
+
+
 def tensors_sha256(tensors: dict[str, torch.Tensor]) -> str:
     """sha256 over every tensor in sorted key order: name, shape, float32 bytes.
 
@@ -215,7 +221,7 @@ def convert_official(
 
     Returns the preset name and the model.
     """
-    advance = progress(f"converting {src.name}", 3) if progress else (lambda n: None)
+    advance = progress(f"converting {src.name}", 3, "steps") if progress else (lambda n: None)
     raw = read_official_state(src)
     advance(1)
     preset = identify_preset(raw, src)

@@ -6,6 +6,7 @@ import time
 from pathlib import Path
 from typing import Annotated
 
+import torch
 import typer
 
 from vidtwin_cli.bench.baseline import BASELINE_CODECS
@@ -18,13 +19,15 @@ from vidtwin_cli.batch.manifest import JobLog, JobRecord
 from vidtwin_cli.batch.ray_backend import RayPool
 from vidtwin_cli.batch.runner import BatchSummary, plan_local, plan_ray, run_batch
 from vidtwin_cli.bench.video import VideoBenchOptions
+from vidtwin_cli.codec.runtime import AUTO, precision_name, resolve_device
 from vidtwin_cli.console import err_console, print_json, progress_bar, warner
 from vidtwin_cli.errors import RuntimeFailure, UsageError
 from vidtwin_cli.interrupts import Interrupted
+from vidtwin_cli.video.io import Trim
 from vidtwin_cli.codec.options import DecodeOptions, EncodeOptions, VideoOutput
 from vidtwin_cli.commands.options import (
-    BatchOption, CodecOption, CompileOption, CrfOption, DeviceOption, JsonOption, ModelOption, OnlyOption,
-    PrecisionOption, QuietOption,
+    BatchOption, CodecOption, CompileOption, CrfOption, DeviceOption, DurationOption, FramesOption, JsonOption,
+    ModelOption, OnlyOption, PrecisionOption, QuietOption, StartOption,
 )  # fmt: skip
 
 
@@ -127,19 +130,22 @@ def encode(
     ray: RayOption = None,
     force: ForceOption = False,
     model: ModelOption = None,
-    device: DeviceOption = "cpu",
-    precision: PrecisionOption = "fp32",
+    device: DeviceOption = AUTO,
+    precision: PrecisionOption = AUTO,
     batch_size: BatchOption = 8,
     compile: CompileOption = False,
     fit: Annotated[str, typer.Option("--fit", help="tile (exact size), resize, or crop (official centre crop).")] = "tile",
     dtype: Annotated[str, typer.Option("--dtype", help="Latent storage: fp16, bf16, fp32 or int8.")] = "fp16",
     sample: Annotated[bool, typer.Option("--sample", help="Store posterior samples instead of means.")] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed for --sample.")] = None,
+    start: StartOption = 0.0,
+    duration: DurationOption = None,
+    frames: FramesOption = None,
     json_out: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Encode every video under SRC to OUT_DIR/<same path>.vtw; rerun to resume."""
-    _run(EncodeSettings(EncodeOptions(fit, dtype, sample, seed)), src, out_dir, manifest, glob, root, shard, workers, threads, ray,
+    _run(EncodeSettings(EncodeOptions(fit, dtype, sample, seed, trim=Trim(start, duration, frames))), src, out_dir, manifest, glob, root, shard, workers, threads, ray,
          force, model, device, [precision], batch_size, json_out, quiet, compile)  # fmt: skip
 
 
@@ -156,8 +162,8 @@ def decode(
     ray: RayOption = None,
     force: ForceOption = False,
     model: ModelOption = None,
-    device: DeviceOption = "cpu",
-    precision: PrecisionOption = "fp32",
+    device: DeviceOption = AUTO,
+    precision: PrecisionOption = AUTO,
     batch_size: BatchOption = 8,
     compile: CompileOption = False,
     only: OnlyOption = None,
@@ -191,17 +197,17 @@ def bench(
     ray: RayOption = None,
     force: ForceOption = False,
     model: ModelOption = None,
-    device: DeviceOption = "cpu",
+    device: DeviceOption = AUTO,
     precision: Annotated[list[str] | None, typer.Option(
-        "--precision", help="fp32, bf16, fp16 (CUDA); repeatable.")] = None,
+        "--precision", help="auto, fp32, bf16, fp16 (CUDA); repeatable (default auto).")] = None,
     batch_size: BatchOption = 1,
     fit: Annotated[str, typer.Option("--fit", help="tile or resize (quality is measured at source size).")] = "tile",
-    dtype: Annotated[str, typer.Option("--dtype", help="Latent storage measured: fp16, bf16, fp32 or int8.")] = "fp16",
+    dtype: Annotated[str, typer.Option("--dtype", help="Latent storage measured: entropy (default quality) or fp16, bf16, fp32, int8.")] = "entropy",
     repeat: Annotated[int, typer.Option("--repeat", min=1, help="Timed runs per precision.")] = 1,
     baseline: Annotated[list[str] | None, typer.Option("--baseline", help="libx264, libx265, or none; repeatable.")] = None,
     lpips: Annotated[str, typer.Option("--lpips", help="LPIPS net: alex, vgg, or off.")] = "alex",
     lpips_every: Annotated[int, typer.Option("--lpips-every", min=1, help="LPIPS on every n-th frame.")] = 1,
-    rd: Annotated[bool, typer.Option("--rd", help="Sweep rates: every latent dtype and baseline CRFs.")] = False,
+    rd: Annotated[bool, typer.Option("--rd", help="Sweep rates: entropy qualities, every raw dtype, baseline CRFs.")] = False,
     json_out: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -211,7 +217,8 @@ def bench(
         raise UsageError(f"--baseline {unknown[0]!r} is not one of {', '.join([*BASELINE_CODECS, NO_BASELINE])}")
     check_lpips_net(lpips)
     VideoBenchOptions(fit, dtype, repeat)  # checks --fit / --dtype / --repeat as `vidtwin bench` does
-    precisions = list(dict.fromkeys(precision or ["fp32"]))
+    planned = torch.device("cuda") if device.startswith("cuda") else resolve_device(device)  # Ray: the actors' kind
+    precisions = list(dict.fromkeys(precision_name(p, planned) for p in precision or [AUTO]))
     settings = BenchSettings(tuple(precisions), fit, dtype, repeat, baselines, rd, lpips, lpips_every)
     _run(settings, src, out_dir, manifest, glob, root, shard, workers, threads, ray, force, model, device, precisions,
          batch_size, json_out, quiet)  # fmt: skip

@@ -12,13 +12,18 @@ from rich.table import Table
 
 from vidtwin_cli.bench.baseline import BASELINE_CODECS
 from vidtwin_cli.bench.speed import run_synthetic
-from vidtwin_cli.bench.video import VideoBenchOptions, run_videos, video_steps
+from vidtwin_cli.bench.video import VideoBenchOptions, run_videos, trimmed_copies, video_steps
+from vidtwin_cli.video.io import Trim
 from vidtwin_cli.console import TaskProgress, err_console, print_json, progress_bar, warner
 from vidtwin_cli.errors import UsageError
 from vidtwin_cli.bench.lpips_weights import check_lpips_net, lpips_for
 from vidtwin_cli.bench.plotting import plot_report, require_matplotlib
-from vidtwin_cli.codec.runtime import PRECISIONS, resolve_device
-from vidtwin_cli.commands.options import BatchOption, DeviceOption, JsonOption, ModelOption, QuietOption
+from vidtwin_cli.codec.runtime import AUTO, PRECISIONS, precision_name, resolve_device
+from vidtwin_cli.atomic import Existing
+from vidtwin_cli.commands.options import (
+    BatchOption, DeviceOption, DurationOption, FramesOption, JsonOption, ModelOption, NoOverwriteOption, OverwriteOption,
+    QuietOption, StartOption,
+)  # fmt: skip
 
 
 
@@ -27,8 +32,9 @@ def command(
     model: ModelOption = None,
     preset: Annotated[str | None, typer.Option("--preset", help="With --synthetic: a preset, random weights.")] = None,
     synthetic: Annotated[bool, typer.Option("--synthetic", help="Time the model on generated clips; no video.")] = False,
-    device: DeviceOption = "cpu",
-    precision: Annotated[list[str] | None, typer.Option("--precision", help="fp32, bf16, fp16 (CUDA); repeatable.")] = None,
+    device: DeviceOption = AUTO,
+    precision: Annotated[list[str] | None, typer.Option(
+        "--precision", help="auto, fp32, bf16, fp16 (CUDA); repeatable (default auto).")] = None,
     repeat: Annotated[int | None, typer.Option("--repeat", min=1, help="Timed runs per precision (3 synthetic, 1 video).")] = None,
     warmup: Annotated[int, typer.Option("--warmup", min=0, help="Untimed runs first (synthetic).")] = 1,
     clips: Annotated[int, typer.Option("--clips", min=1, help="Clips per synthetic run.")] = 1,
@@ -36,19 +42,23 @@ def command(
     compile: Annotated[bool, typer.Option("--compile", help="With --synthetic: torch.compile the ST blocks.")] = False,
     batch_size: BatchOption = 1,
     fit: Annotated[str, typer.Option("--fit", help="tile or resize (quality is measured at source size).")] = "tile",
-    dtype: Annotated[str, typer.Option("--dtype", help="Latent storage measured: fp16, bf16, fp32 or int8.")] = "fp16",
+    dtype: Annotated[str, typer.Option("--dtype", help="Latent storage measured: entropy (default quality) or fp16, bf16, fp32, int8.")] = "entropy",
     baseline: Annotated[list[str] | None, typer.Option("--baseline", help="libx264, libx265; repeatable.")] = None,
     lpips: Annotated[str, typer.Option("--lpips", help="LPIPS net: alex, vgg, or off.")] = "alex",
     lpips_every: Annotated[int, typer.Option("--lpips-every", min=1, help="LPIPS on every n-th frame.")] = 1,
-    rd: Annotated[bool, typer.Option("--rd", help="Sweep rates: every latent dtype and baseline CRFs.")] = False,
+    rd: Annotated[bool, typer.Option("--rd", help="Sweep rates: entropy qualities, every raw dtype, baseline CRFs.")] = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG of the results (needs matplotlib).")] = None,
+    start: StartOption = 0.0,
+    duration: DurationOption = None,
+    frames: FramesOption = None,
+    overwrite: OverwriteOption = False,
+    never: NoOverwriteOption = False,
     json_out: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
     """Measure quality, rate, speed and memory of the model, and x264/x265 at the same size."""
-    precisions = precision or ["fp32"]
-    if unknown := [p for p in precisions if p not in PRECISIONS]:
-        raise UsageError(f"--precision {unknown[0]!r} is not one of {', '.join(PRECISIONS)}")
+    if unknown := [p for p in precision or [] if p not in (*PRECISIONS, AUTO)]:
+        raise UsageError(f"--precision {unknown[0]!r} is not one of {', '.join([*PRECISIONS, AUTO])}")
     if synthetic == bool(inputs):
         raise UsageError("give video inputs, or --synthetic without inputs")
     if preset and (model or not synthetic):
@@ -60,9 +70,13 @@ def command(
     check_lpips_net(lpips)
     if plot is not None:
         require_matplotlib()
+        if Existing(overwrite, never).skip(plot):
+            err_console().print(f"{plot}: exists; left as it is (-n), no plot written", markup=False, soft_wrap=True)
+            plot = None
     if threads:
         torch.set_num_threads(threads)
     dev = resolve_device(device)
+    precisions = list(dict.fromkeys(precision_name(p, dev) for p in precision or [AUTO]))
     err = err_console()
     warn = warner(err)
 
@@ -77,7 +91,8 @@ def command(
                                         lpips=lpips_for(lpips, dev), lpips_every=lpips_every)
             task.start(video_steps(options, len(precisions)) * len(inputs))
             with tempfile.TemporaryDirectory(prefix="vidtwin-bench-") as work:
-                report = run_videos(inputs, model, device, precisions, options, Path(work), task.advance, warn)
+                parts = trimmed_copies(inputs, Trim(start, duration, frames), Path(work))
+                report = run_videos(parts, model, device, precisions, options, Path(work), task.advance, warn)
     if plot is not None:
         plot_report(report, plot)
     if json_out:
@@ -116,12 +131,15 @@ def tables(report: dict) -> list[Table]:
             quality.add_column(col, justify="right")
         rate = video["rate"][video["latent_dtype"]]
         rows = [(f"vidtwin {r['precision']}", rate["bytes"], rate["kbit_per_s"], r["quality"]) for r in video["runs"]]
-        rows += [(b["codec"], b["bytes"], b["kbit_per_s"], b["quality"]) for b in video["baselines"]]
+        rows += [(b["codec"] if b["matched"] else f"{b['codec']} (missed size*)", b["bytes"], b["kbit_per_s"], b["quality"])
+                 for b in video["baselines"]]  # fmt: skip
         if resample := video.get("resample"):
             rows.append((f"bicubic, {resample['values']:,} values", None, None, resample["quality"]))
         for name, nbytes, kbps, q in rows:
             quality.add_row(name, _f(nbytes, ","), _f(kbps, ".0f"), _f(q["psnr"]["pooled"]), _f(q["ssim"]["mean"], ".3f"),
                             _f(q["lpips"] and q["lpips"]["mean"], ".3f"), _f(q["flicker_rmse"], ".1f"),
                             _f(q["clip_seam"] and q["clip_seam"]["ratio"]), _f(q["tile_seam"] and q["tile_seam"]["ratio"]))  # fmt: skip
+        if not all(b["matched"] for b in video["baselines"]):
+            quality.caption = "* no setting of the encoder reached the .vtw's size within the tolerance (JSON: matched false)"
         out.append(quality)
     return out

@@ -10,8 +10,9 @@ import typer
 
 from models import PRESETS, VidTwinConfig
 
-from vidtwin_cli.atomic import check_writable
-from vidtwin_cli.console import err_console, print_json
+from vidtwin_cli.atomic import Existing, check_writable
+from vidtwin_cli.console import err_console, print_json, report_kept
+from vidtwin_cli.commands.options import NoOverwriteOption, OverwriteOption
 from vidtwin_cli.errors import InputError, UsageError
 from vidtwin_cli.codec.weights import WEIGHT_DTYPES, build_model, read_official_checkpoint, save_model
 
@@ -34,12 +35,17 @@ def command(
     output: Annotated[Path, typer.Option("--output", "-o", help="Model file to write (.safetensors).")],
     config: Annotated[str, typer.Option("--config", "-c", help="Preset name or JSON file of config fields.")] = "release",
     dtype: Annotated[str, typer.Option("--dtype", help=f"Stored weight dtype: {', '.join(WEIGHT_DTYPES)}.")] = "fp32",
+    overwrite: OverwriteOption = False,
+    never: NoOverwriteOption = False,
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON result on stdout.")] = False,
 ) -> None:
     """Convert official VidTwin weights (loss.* dropped, no pickle code run) to a vidtwin model file."""
     if dtype not in WEIGHT_DTYPES:
         raise UsageError(f"--dtype must be one of {', '.join(WEIGHT_DTYPES)}")
     check_writable(output, (checkpoint,))
+    if Existing(overwrite, never).skip(output):
+        report_kept(output, json_out, False)
+        return
     cfg = _config(config)
     model = build_model(cfg, read_official_checkpoint(checkpoint, cfg))
     sha = save_model(output, model, dtype, {"converted_from": checkpoint.name})

@@ -8,13 +8,14 @@ from typing import Annotated
 import typer
 
 from vidtwin_cli import api
-from vidtwin_cli.atomic import STDIO
-from vidtwin_cli.console import err_console, print_json, task_progress, warner
+from vidtwin_cli.atomic import STDIO, Existing
+from vidtwin_cli.console import err_console, print_json, report_kept, task_progress, warner
 from vidtwin_cli.codec.options import DEFAULT_MAX_SIDE
 from vidtwin_cli.errors import UsageError
+from vidtwin_cli.codec.runtime import AUTO
 from vidtwin_cli.commands.options import (
     BatchOption, CodecOption, CompileOption, CrfOption, DeviceOption, ForceOption, FormatOption, JsonOption,
-    MaxSideOption, ModelOption, OnlyOption, PrecisionOption, QuietOption,
+    MaxSideOption, ModelOption, NoOverwriteOption, OnlyOption, OverwriteOption, PrecisionOption, QuietOption,
 )  # fmt: skip
 
 
@@ -23,8 +24,8 @@ def command(
     output: Annotated[Path, typer.Option("--output", "-o", help="Video file to write ('-' = stdout, with --format).")],
     only: OnlyOption = None,
     model: ModelOption = None,
-    device: DeviceOption = "cpu",
-    precision: PrecisionOption = "fp32",
+    device: DeviceOption = AUTO,
+    precision: PrecisionOption = AUTO,
     batch_size: BatchOption = 8,
     compile: CompileOption = False,
     codec: CodecOption = "libx264",
@@ -32,6 +33,8 @@ def command(
     format: FormatOption = None,
     max_side: MaxSideOption = DEFAULT_MAX_SIDE,
     force: ForceOption = False,
+    overwrite: OverwriteOption = False,
+    never: NoOverwriteOption = False,
     json_out: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -39,13 +42,18 @@ def command(
     options, video = api.DecodeOptions(only, force), api.VideoOutput(codec, crf, format, max_side)
     if str(output) == STDIO and json_out:
         raise UsageError("--json and -o - both want stdout; write the video to a file")
+    if Existing(overwrite, never).skip(output):
+        report_kept(output, json_out, quiet)
+        return
     err = err_console()
-    session = api.ModelSession(model, device, precision, batch_size, warn=warner(err), compile=compile)
     with task_progress(err, source.name, quiet) as task:
+        session = api.ModelSession(model, device, precision, batch_size, warn=warner(err), compile=compile,
+                                   progress=task.stage)  # fmt: skip
         result = api.decode(source, output, model=session, options=options, video=video, progress=task.advance,
                             on_start=task.start)  # fmt: skip
     if json_out:
         print_json(result.to_json())
     elif not quiet:
         err.print(f"{result.input} -> {result.output}: {result.frames} frames {result.width}x{result.height}, "
-                  f"{result.frames_per_second:.1f} frames/s", markup=False, soft_wrap=True)
+                  f"{result.frames_per_second:.1f} frames/s on {result.device} ({result.precision})", markup=False,
+                  soft_wrap=True)  # fmt: skip

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from vidtwin_cli.console import err_console, print_json
+from vidtwin_cli.console import err_console, print_json, progress_bar, stages
 from vidtwin_cli.commands.options import JsonOption, ModelOption
 from vidtwin_cli.generation.weights import resolve_dit
 from vidtwin_cli.errors import UsageError
@@ -24,7 +24,8 @@ def command(model: ModelOption = None, json_out: JsonOption = False, dit: DitOpt
             raise UsageError("give --model or --dit, not both")
         _show_dit(describe_dit(resolve_dit(dit)), json_out)
         return
-    info = describe(resolve_model(model))
+    with progress_bar(err_console()) as bars:  # a hub model may download and convert first
+        info = describe(resolve_model(model, progress=stages(bars)))
     if json_out:
         print_json(info)
         return
@@ -33,7 +34,8 @@ def command(model: ModelOption = None, json_out: JsonOption = False, dit: DitOpt
     table.add_column()
     shapes = info["latent_shapes"]
     rows = [
-        ("model", f"{info['model']} ({info['source']})"),
+        ("model", f"{info['model']} ({info['source']}{', commit ' + info['commit'][:12] if info['commit'] else ''}"
+                  f"{'' if info['trained'] else '; untrained: seeded random weights'})"),
         ("parameters", f"{info['parameters']:,} ({info['parameters_used']:,} used in forward)"),
         ("clip (C, T, H, W)", str(tuple(info["clip_shape"]))),
         ("structure latent", str(tuple(shapes["structure"]))),

@@ -6,6 +6,8 @@ import json
 import typer
 from rich.table import Table
 
+from models import PRESETS
+
 from vidtwin_cli import api
 from vidtwin_cli.commands.options import JsonOption, VtwArgument
 from vidtwin_cli.console import err_console, print_json
@@ -25,7 +27,8 @@ def command(file: VtwArgument, json_out: JsonOption = False) -> None:
     bitrate = "n/a (zero duration)" if info["bitrate_bps"] is None else f"{info['bitrate_bps'] / 1000:,.2f} kbit/s"
     rows = [
         ("file", f"{info['file']} (vtw {info['format_version']})"),
-        ("model", f"{info['model']['spec']}, weights sha256 {info['model']['weights_sha256'][:16]}…"),
+        ("model", f"{info['model']['spec']}{' (an untrained preset: seeded random weights)' if info['model']['spec'] in PRESETS else ''}, "
+                  f"weights sha256 {info['model']['weights_sha256'][:16]}…"),
         ("model clip", f"{cfg['frames']} frames of {cfg['image_size']}² "
                        f"(d_S {cfg['structure_dim']}, d_D {cfg['dynamics_dim']})"),
         ("video", f"{video['width']}×{video['height']}, {video['frame_count']} frames, {fps:.3f} fps, "
@@ -35,8 +38,19 @@ def command(file: VtwArgument, json_out: JsonOption = False) -> None:
                     f"{info['latent_dtype']}, {sampling}"),
     ]
     rows += [(f"  {name}", f"{t['dtype']} {tuple(t['shape'])}, {t['bytes']:,} B") for name, t in info["tensors"].items()]
+    if "coding" in info:
+        rows.append(("coding", f"step {info['coding']['step']:.4g}, key clip every {info['key_interval']} clips "
+                               f"({info['key_clips']} key clips)"))
+        rows += [(f"  {name}", f"{s['bytes']:,} B, {s['bits_per_value']:.2f} bits/value") for name, s in info["streams"].items()]
+        parts = ", ".join(f"{kind} {n:,} B" for kind, n in info["chunks"].items())
+        rows.append(("size", f"{info['file_bytes']:,} B ({parts})"))
+    else:
+        rows.append(("size", f"{info['file_bytes']:,} B ({info['tensor_bytes']:,} B tensors + {info['overhead_bytes']:,} B header)"))
+    rows += [(f"audio {i}", f"{t['codec']}, {t['sample_rate']} Hz, {t['layout']} (packets kept as they were)")
+             for i, t in enumerate(info["audio"])]
+    per_second = "n/a" if info["bytes_per_second"] is None else f"{info['bytes_per_second']:,.0f} B/s"
     rows += [
-        ("size", f"{info['file_bytes']:,} B ({info['tensor_bytes']:,} B tensors + {info['overhead_bytes']:,} B header)"),
+        ("rate", f"{info['bits_per_value']:.3f} bits/value (every byte of the file), {per_second}"),
         ("bitrate equivalent", bitrate),
         ("compression", f"{info['compression_vs_raw']:,.1f}× vs raw RGB24; "
                         f"paper rate {100 * info['compression_rate']:.3f}%"),

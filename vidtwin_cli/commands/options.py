@@ -8,10 +8,11 @@ from typing import Annotated
 import typer
 
 ModelOption = Annotated[
-    str | None, typer.Option("--model", "-m", help="Preset name, .safetensors path or hub id org/name[@rev].")
+    str | None, typer.Option("--model", "-m", help="default, preset, .safetensors path or hub id org/name[@rev][:file].")
 ]
-DeviceOption = Annotated[str, typer.Option("--device", help="cpu, cuda, cuda:N or auto.")]
-PrecisionOption = Annotated[str, typer.Option("--precision", help="fp32, bf16, or fp16 (CUDA only).")]
+DeviceOption = Annotated[str, typer.Option("--device", help="auto (CUDA when present, else CPU), cpu, cuda or cuda:N.")]
+PrecisionOption = Annotated[str, typer.Option(
+    "--precision", help="auto (fp16 on CUDA, bf16 on a CPU with native bf16, else fp32), fp32, bf16 or fp16 (CUDA).")]
 BatchOption = Annotated[int, typer.Option("--batch-size", min=1, help="Tiles per model call.")]
 CompileOption = Annotated[bool, typer.Option(
     "--compile", help="torch.compile the transformer blocks: slower start; not faster on CPU fp32 (docs/bench.md).")]
@@ -27,5 +28,14 @@ OnlyOption = Annotated[
     str | None, typer.Option("--only", help="Decode one latent alone: structure or dynamics.")
 ]
 VtwArgument = Annotated[Path, typer.Argument(metavar="FILE.vtw", help="A .vtw file, or - for stdin.")]
+OverwriteOption = Annotated[bool, typer.Option("--overwrite", "-y", help="Replace outputs that already exist.")]
+NoOverwriteOption = Annotated[
+    bool, typer.Option("--no-overwrite", "-n", help="Never replace an existing output: leave it and skip that work.")
+]
+StartOption = Annotated[float, typer.Option("--start", "-ss", help="Skip the first SECONDS of each input (like ffmpeg -ss).")]
+DurationOption = Annotated[
+    float | None, typer.Option("--duration", "-t", help="Use only SECONDS of each input from --start (like ffmpeg -t).")
+]
+FramesOption = Annotated[int | None, typer.Option("--frames", help="Use at most N frames of each input from --start.")]
 MaxSideOption = Annotated[int, typer.Option(
     "--max-side", help="Largest decoded frame side in pixels; larger .vtw files are refused (format limit 16384).")]

@@ -8,13 +8,15 @@ from typing import Annotated
 import typer
 
 from vidtwin_cli import api
-from vidtwin_cli.atomic import STDIO
-from vidtwin_cli.console import err_console, print_json, task_progress, warner
+from vidtwin_cli.atomic import STDIO, Existing
+from vidtwin_cli.console import err_console, print_json, report_kept, task_progress, warner
 from vidtwin_cli.codec.options import DEFAULT_MAX_SIDE
 from vidtwin_cli.errors import UsageError
+from vidtwin_cli.codec.runtime import AUTO
+from vidtwin_cli.vtw.header import ENTROPY
 from vidtwin_cli.commands.options import (
     BatchOption, CodecOption, CompileOption, CrfOption, DeviceOption, ForceOption, FormatOption, JsonOption,
-    MaxSideOption, ModelOption, PrecisionOption, QuietOption,
+    MaxSideOption, ModelOption, NoOverwriteOption, OverwriteOption, PrecisionOption, QuietOption,
 )  # fmt: skip
 
 
@@ -23,10 +25,10 @@ def command(
     dynamics: Annotated[Path, typer.Argument(help=".vtw or video whose dynamics (motion) drive it; its timeline is used.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Video file, or .vtw to store the swapped latents.")],
     span: Annotated[str | None, typer.Option("--range", help="Swap only START:END (seconds of the dynamics video).")] = None,
-    dtype: Annotated[str, typer.Option("--dtype", help="Latent storage for .vtw output.")] = "fp16",
+    dtype: Annotated[str, typer.Option("--dtype", help="Latent storage for .vtw output: entropy (the dynamics file's step) or fp16, bf16, fp32, int8.")] = ENTROPY,
     model: ModelOption = None,
-    device: DeviceOption = "cpu",
-    precision: PrecisionOption = "fp32",
+    device: DeviceOption = AUTO,
+    precision: PrecisionOption = AUTO,
     batch_size: BatchOption = 8,
     compile: CompileOption = False,
     codec: CodecOption = "libx264",
@@ -34,6 +36,8 @@ def command(
     format: FormatOption = None,
     max_side: MaxSideOption = DEFAULT_MAX_SIDE,
     force: ForceOption = False,
+    overwrite: OverwriteOption = False,
+    never: NoOverwriteOption = False,
     json_out: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -43,13 +47,18 @@ def command(
         raise UsageError("swap reads two files; stdin is not supported here")
     if str(output) == STDIO and json_out:
         raise UsageError("--json and -o - both want stdout")
+    if Existing(overwrite, never).skip(output):
+        report_kept(output, json_out, quiet)
+        return
     err = err_console()
-    session = api.ModelSession(model, device, precision, batch_size, warn=warner(err), compile=compile)
     with task_progress(err, "swap", quiet) as task:
+        session = api.ModelSession(model, device, precision, batch_size, warn=warner(err), compile=compile,
+                                   progress=task.stage)  # fmt: skip
         result = api.swap(structure, dynamics, output, model=session, options=options, video=video,
                           progress=task.advance, on_start=task.start)  # fmt: skip
     if json_out:
         print_json(result.to_json())
     elif not quiet:
         err.print(f"{structure} + {dynamics} -> {output}: {result.frames} frames, "
-                  f"{result.clips_swapped} clips swapped", markup=False, soft_wrap=True)
+                  f"{result.clips_swapped} clips swapped, on {result.device} ({result.precision})", markup=False,
+                  soft_wrap=True)  # fmt: skip

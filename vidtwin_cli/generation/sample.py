@@ -9,6 +9,7 @@ same seed and settings give the same noise on every device, and the same output 
 from __future__ import annotations
 
 import tempfile
+from collections.abc import Collection
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
@@ -158,8 +159,11 @@ def write_samples(
     session: ModelSession | None = None,
     output: VideoOutput | None = None,
     progress: Progress | None = None,
+    keep: Collection[Path | str] = (),
 ) -> list[str]:
     """Write sample k to paths[k]: a `.vtw`, or (kind "video") decoded by the session's autoencoder.
+
+    Paths in `keep` are left as they are (their samples are drawn all the same, so the others do not change).
 
     Video goes through the codec's own `decode_vtw` on a temporary `.vtw`, so a generated clip
     decodes exactly as `vidtwin decode` would decode the `.vtw` output.
@@ -168,6 +172,8 @@ def write_samples(
         raise ValueError("video output needs an autoencoder session")
     written = []
     for k, path in enumerate(paths):
+        if path in keep:
+            continue
         vtw = generated_vtw(dit, latents.select(slice(k, k + 1)), class_id, settings, k, len(paths))
         if str(path) != STDIO:
             Path(path).parent.mkdir(exist_ok=True)

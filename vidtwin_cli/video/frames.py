@@ -28,6 +28,7 @@ class FrameArray:
     """
 
     name = "<frames>"
+    audio_streams = 0
 
     def __init__(self, frames: np.ndarray | torch.Tensor, fps: float | Fraction) -> None:
         array = frames.detach().cpu().numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)

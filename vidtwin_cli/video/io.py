@@ -9,7 +9,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import math
 from collections.abc import Iterable, Iterator
+from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
@@ -19,6 +21,7 @@ import numpy as np
 
 from vidtwin_cli.atomic import STDIO, atomic_path, stdin_bytes, stdout_bytes
 from vidtwin_cli.errors import InputError, RuntimeFailure, UsageError
+from vidtwin_cli.video.audio import AudioPacket, AudioTrack, add_tracks, mux_packets
 from vidtwin_cli.video.info import VideoInfo
 
 log = logging.getLogger(__name__)
@@ -63,6 +66,36 @@ def _reason(e: BaseException) -> str:
 
 
 # --------------------------------------------------------------------------- reading
+
+
+@dataclass(frozen=True)
+class Trim:
+    """The part of a video to read, like ffmpeg's `-ss`/`-t`/`-frames:v`: from `start` seconds (after the
+    first frame), for `duration` seconds and at most `frames` frames. Frames before `start` are decoded
+    and dropped, so the cut is frame-exact."""
+
+    start: float = 0.0
+    duration: float | None = None
+    frames: int | None = None
+
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.start) and self.start >= 0):
+            raise UsageError(f"--start must be a time in seconds >= 0, got {self.start}")
+        if self.duration is not None and not (math.isfinite(self.duration) and self.duration > 0):
+            raise UsageError(f"--duration must be a positive time in seconds, got {self.duration}")
+        if self.frames is not None and self.frames < 1:
+            raise UsageError(f"--frames must be >= 1, got {self.frames}")
+
+    @property
+    def whole(self) -> bool:
+        return self == Trim()
+
+    def estimate(self, frames: int | None, fps: Fraction) -> int | None:
+        """How many frames the trimmed part has, from the header's estimate (progress bars only)."""
+        left = None if frames is None else max(frames - round(self.start * fps), 0)
+        limits = [n for n in (left, self.frames, None if self.duration is None else math.ceil(self.duration * fps))
+                  if n is not None]  # fmt: skip
+        return min(limits) if limits else None
 
 
 class _BoundedInput:
@@ -128,14 +161,18 @@ class VideoReader:
     time_base: Fraction
     codec: str
     estimated_frames: int | None  # from the header, for progress bars only (AVI drop frames make it too high)
+    audio_streams: int  # audio streams beside the video (not decoded here)
 
-    def __init__(self, src: Path | str, format: str | None = None, strict: bool = False) -> None:
+    def __init__(self, src: Path | str, format: str | None = None, trim: Trim = Trim(),
+                 strict: bool = False) -> None:
         if str(src) == STDIO and not format:
             raise UsageError("reading video from stdin needs a container format (--format nut, matroska, mp4, ...)")
         if format is not None and format not in av.formats_available:
             raise UsageError(f"unknown container format {format!r} (e.g. nut, matroska, mp4)")
-        self.src, self.format, self.strict = src, format, strict
+        self.src, self.format, self.trim, self.strict = src, format, trim, strict
         self.name = _display_name(src, "<stdin>")
+        self._decoded = 0  # frames decoded, those dropped by `trim` included
+        self._origin: int | None = None  # timestamp of the first decoded frame
         self._stack = contextlib.ExitStack()
         self._input: _BoundedInput | None = None
         self._damage: str | None = None  # why reading stopped early (a demuxer or decoder error)
@@ -204,6 +241,7 @@ class VideoReader:
         if not container.streams.video:
             raise InputError(f"{self.name}: has no video stream")
         stream = container.streams.video[0]
+        self.audio_streams = len(container.streams.audio)
         if stream.codec_context is None:
             raise InputError(f"{self.name}: no decoder for its video codec")
         stream.thread_type = "AUTO"
@@ -215,11 +253,13 @@ class VideoReader:
         self._check_not_truncated(stream)
         self.fps, self.time_base = Fraction(rate), Fraction(stream.time_base)
         self.codec = stream.codec_context.name
-        self.estimated_frames = stream.frames or (
-            round(container.duration / av.time_base * self.fps) if container.duration else None)
+        self.estimated_frames = self.trim.estimate(stream.frames or (
+            round(container.duration / av.time_base * self.fps) if container.duration else None), self.fps)
         self._decoder = container.decode(stream)
         self._pts: list[int | None] = []
         first = self._next_frame()
+        if first is None and not self.trim.whole:
+            raise InputError(f"{self.name}: no frames from --start {self.trim.start:g} s on (the video is shorter)")
         if first is None:
             raise InputError(f"{self.name}: has no video frames")
         self._first = first
@@ -241,20 +281,33 @@ class VideoReader:
 
     def _next_frame(self) -> np.ndarray | None:
         """Decode one more frame as RGB, recording its timestamp; None at the end of the stream."""
-        try:
-            frame = next(self._decoder, None)
-        except (av.FFmpegError, OSError) as e:
-            self._check_gave_up()
-            if self._pts:  # frames came before: keep them, and say so (`_check_complete`)
-                self._damage = _reason(e)
+        while True:
+            try:
+                frame = next(self._decoder, None)
+            except (av.FFmpegError, OSError) as e:
+                self._check_gave_up()
+                if self._pts:  # frames came before: keep them, and say so (`_check_complete`)
+                    self._damage = _reason(e)
+                    return None
+                hint = "; an mp4 on a pipe must be fragmented" if str(self.src) == STDIO and self.format == "mp4" else ""
+                raise InputError(f"{self.name}: cannot decode frame {self._decoded + 1} ({_reason(e)}){hint}") from e
+            if frame is None:
+                self._check_gave_up()
                 return None
-            hint = "; an mp4 on a pipe must be fragmented" if str(self.src) == STDIO and self.format == "mp4" else ""
-            raise InputError(f"{self.name}: cannot decode frame {len(self._pts) + 1} ({_reason(e)}){hint}") from e
-        if frame is None:
-            self._check_gave_up()
-            return None
-        if self._input is not None:
-            self._input.since_frame = 0
+            if self._input is not None:
+                self._input.since_frame = 0
+            self._decoded += 1
+            if self.trim.whole:
+                break
+            if self._origin is None:
+                self._origin = frame.pts
+            at = (float((frame.pts - self._origin) * self.time_base) if frame.pts is not None and self._origin is not None
+                  else (self._decoded - 1) / float(self.fps))  # fmt: skip
+            end = None if self.trim.duration is None else self.trim.start + self.trim.duration
+            if (end is not None and at >= end - 1e-6) or (self.trim.frames is not None and len(self._pts) >= self.trim.frames):
+                return None
+            if at >= self.trim.start - 1e-6:
+                break
         self._pts.append(frame.pts)
         self._last_duration = frame.duration or 0
         rgb = frame.to_ndarray(format="rgb24")
@@ -413,6 +466,8 @@ class VideoWriter:
         self.pix_fmt = _pixel_format(self._codec, width, height)
         self.frames_written = 0
         self._stack: contextlib.ExitStack | None = None
+        self._audio: list = []  # output streams of `add_audio`, None where the container refused the codec
+        self._tracks: list[AudioTrack] = []
 
     def __enter__(self) -> VideoWriter:
         stack = contextlib.ExitStack()
@@ -476,6 +531,23 @@ class VideoWriter:
         else:
             self._durations = None
         return stream
+
+    def add_audio(self, tracks: list[AudioTrack]) -> list[str]:
+        """Streams for the source's audio tracks (before the first frame); returns the codecs the container refused."""
+        if self.frames_written:
+            raise ValueError("audio tracks must be added before the first frame")
+        self._audio, refused = add_tracks(self._container, tracks)
+        self._tracks = tracks
+        return refused
+
+    def mux_audio(self, track: int, packets: list[AudioPacket]) -> None:
+        """Mux stored packets of track `track` unchanged (skipped when the container refused the track)."""
+        if self._audio[track] is None:
+            return
+        try:
+            mux_packets(self._container, self._audio[track], self._tracks[track], packets)
+        except (av.FFmpegError, OSError) as e:
+            raise RuntimeFailure(f"{self.name}: cannot write audio ({_reason(e)})") from e
 
     def write(self, frame: np.ndarray) -> None:
         """Encode one (height, width, 3) uint8 RGB frame."""

@@ -1,16 +1,16 @@
 """How a `.vtw` 2.0 keeps the source's audio: track descriptions (AUDS) and compressed packets (APKT).
 
 Packets are stored as the source's demuxer gave them (no re-encode), so decode can mux them back
-(`video/audio.py` does the PyAV side; docs/vtw-format.md §12 the bytes).
+(`video/audio.py` does the PyAV side; docs/vtw-format.md §15 the bytes).
 """
 
 from __future__ import annotations
 
 import json
 import struct
-from dataclasses import dataclass
 from fractions import Fraction
 
+from vidtwin_cli.video.audio import AudioPacket, AudioTrack
 from vidtwin_cli.vtw.bytes import strict_json
 
 PACKET = struct.Struct("<qqqBI")  # pts, dts, duration (time_base units), flags, size
@@ -19,28 +19,6 @@ NO_TIME = -(1 << 63)  # pts/dts unknown (ffmpeg's AV_NOPTS_VALUE)
 KEYFRAME = 1
 MAX_TRACKS = 16
 MAX_EXTRADATA = 1 << 16
-
-
-@dataclass(frozen=True)
-class AudioTrack:
-    """One audio stream of the source: enough to mux its packets into a new container."""
-
-    codec: str  # ffmpeg codec name, e.g. "aac", "opus"
-    sample_rate: int
-    layout: str  # ffmpeg channel layout name, e.g. "stereo"
-    time_base: Fraction  # unit of the packets' pts, dts and duration
-    extradata: bytes = b""  # codec setup (AudioSpecificConfig, OpusHead...)
-
-
-@dataclass(frozen=True)
-class AudioPacket:
-    """One compressed audio packet; times in its track's time_base (None: unknown)."""
-
-    pts: int | None
-    dts: int | None
-    duration: int
-    keyframe: bool
-    data: bytes
 
 
 def pack_tracks(tracks: list[AudioTrack]) -> bytes:

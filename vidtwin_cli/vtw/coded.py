@@ -30,7 +30,8 @@ from vidtwin_cli.atomic import atomic_output
 from vidtwin_cli.errors import ContainerError, RuntimeFailure, UsageError, one_line
 from vidtwin_cli.video.info import Geometry, VideoInfo
 from vidtwin_cli.vtw import chunks
-from vidtwin_cli.vtw.audio import AudioTrack, pack_packets, pack_tracks, unpack_packets, unpack_tracks
+from vidtwin_cli.video.audio import AudioTrack
+from vidtwin_cli.vtw.audio import pack_packets, pack_tracks, unpack_packets, unpack_tracks
 from vidtwin_cli.vtw.entropy import (
     DEFAULT_KEYINT,
     DEFAULT_QUALITY,
@@ -330,7 +331,7 @@ def _decode_clip(name: str, payload: bytes, index: int, kind: str, models: Model
 
 
 def open_coded(name: str, f: IO[bytes], size: int, stack: contextlib.ExitStack) -> CodedReader:
-    """Validate a `.vtw` 2.x whose signature has been seen (docs/vtw-format.md §14); see `open_vtw`."""
+    """Validate a `.vtw` 2.x whose signature has been seen (docs/vtw-format.md §16); see `open_vtw`."""
     major, minor = chunks.read_version(name, f, size)
     if major != chunks.VERSION_2[0]:
         why = "written by a newer vidtwin; upgrade to read it" if major > chunks.VERSION_2[0] else "unknown"

@@ -55,6 +55,7 @@ from vidtwin_cli.vtw.header import (
 from vidtwin_cli.vtw import chunks
 from vidtwin_cli.vtw.coded import CodedReader, CodedStats, CodedWriter, EntropyCoding, open_coded
 from vidtwin_cli.errors import ContainerError, InputError, RuntimeFailure, UsageError, one_line
+from vidtwin_cli.video.audio import AudioTrack
 from vidtwin_cli.video.info import Geometry, VideoInfo
 
 __all__ = ["LATENT_DTYPES", "CodedReader", "CodedWriter", "EntropyCoding", "Inspection", "ModelRef", "VerifyReport",
@@ -106,11 +107,13 @@ class Inspection:
     header: VtwHeader
     file_bytes: int
     stats: CodedStats | None = None  # part sizes of an entropy-coded (2.0) file
+    audio: list[AudioTrack] = dataclasses.field(default_factory=list)  # the source's audio tracks (2.0)
 
     def to_json(self) -> dict[str, Any]:
-        """The `vidtwin inspect --json` object: these facts plus `describe_vtw`'s figures."""
+        """The `vidtwin inspect --json` object: these facts plus `describe_vtw`'s figures and the audio tracks."""
+        audio = [{"codec": t.codec, "sample_rate": t.sample_rate, "layout": t.layout} for t in self.audio]
         return {"file": self.file, "format_version": self.format_version, "sha256": self.sha256,
-                **describe_vtw(self.header, self.file_bytes, self.stats)}
+                **describe_vtw(self.header, self.file_bytes, self.stats), "audio": audio}
 
 
 # --------------------------------------------------------------------------- writing
@@ -416,8 +419,9 @@ def verify_vtw(src: Path | str) -> VerifyReport:
 def inspect_vtw(src: Path | str) -> Inspection:
     """What a `.vtw` holds (after every check `open_vtw` makes); `to_json()` adds the figures."""
     with open_vtw(src) as reader:
-        stats = reader.stats if isinstance(reader, CodedReader) else None
-        return Inspection(reader.name, reader.version, reader.sha256, reader.header, reader.file_bytes, stats)
+        coded = isinstance(reader, CodedReader)
+        return Inspection(reader.name, reader.version, reader.sha256, reader.header, reader.file_bytes,
+                          reader.stats if coded else None, reader.audio if coded else [])
 
 
 def describe_vtw(header: VtwHeader, file_bytes: int, stats: CodedStats | None = None) -> dict[str, Any]:

@@ -40,9 +40,9 @@ VERSION_TEXT = re.compile(r"^(\d{1,6})\.(\d{1,6})$")
 
 
 def check_latent_dtype(dtype: str) -> None:
-    """The one check of a requested latent storage dtype (`--dtype`)."""
-    if dtype not in LATENT_DTYPES:
-        raise UsageError(f"--dtype must be one of {', '.join(LATENT_DTYPES)}")
+    """The one check of a requested latent storage dtype (`--dtype`: entropy, or a raw dtype)."""
+    if dtype not in LATENT_DTYPES and dtype != ENTROPY:
+        raise UsageError(f"--dtype must be one of {', '.join([ENTROPY, *LATENT_DTYPES])}")
 
 
 @dataclass(frozen=True)
