@@ -125,7 +125,8 @@ def test_a_rotation_that_is_not_a_quarter_turn_is_ignored_with_one_warning_line(
     assert (info.width, info.height) == (64, 48) and len(frames) == 3
     result = cli(["encode", src, "-o", tmp_path / "tilted.vtw", "--model", "tiny", "--quiet"])
     assert result.exit_code == 0, result.stderr
-    assert result.stderr == f"warning: {src}: display rotation 45° is not a multiple of 90°; frames are used as stored\n"
+    rotation = [line for line in result.stderr.splitlines() if "rotation" in line]
+    assert rotation == [f"warning: {src}: display rotation 45° is not a multiple of 90°; frames are used as stored"]
 
 
 @pytest.mark.parametrize("rotation, shown", [(None, Fraction(4, 3)), (-90, Fraction(3, 4))], ids=["hdv", "turned"])

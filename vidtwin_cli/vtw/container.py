@@ -355,6 +355,7 @@ def _display_name(src: Path | str) -> str:
 
 def _open(name: str, f: IO[bytes], stack: contextlib.ExitStack) -> VtwReader | CodedReader:
     try:
+        f.flush()  # a stdin spool may still hold bytes in its write buffer, which fstat does not see
         size = os.fstat(f.fileno()).st_size
         f.seek(0)
         head = f.read(LENGTH_FIELD + MAX_HEADER_BYTES)
