@@ -117,19 +117,6 @@ class _BoundedInput:
         return False
 
 
-@contextlib.contextmanager
-def _libav_errors() -> Iterator[list]:
-    """FFmpeg's error messages while the block runs, captured instead of printed: a demuxer that met a
-    cut packet and a decoder that met damaged data say so only there, then carry on or stop quietly."""
-    previous = av.logging.get_level()
-    av.logging.set_level(av.logging.ERROR)
-    try:
-        with av.logging.Capture(local=False) as logs:
-            yield logs
-    finally:
-        av.logging.set_level(previous)
-
-
 class VideoReader:
     """Decodes the first video stream of a file (or stdin) into RGB frames, one at a time.
 
@@ -141,8 +128,11 @@ class VideoReader:
 
     `src` "-" reads stdin and needs `format` (e.g. "nut", "matroska", "mp4"; an mp4 on a pipe must be
     fragmented). Every failure is an `InputError` naming the file: missing, a directory, not a video,
-    no video frames, truncated, or undecodable mid-stream. The first frame is decoded on entry, so a
-    file that cannot produce a single frame fails before any output is created.
+    no video frames, truncated. The first frame is decoded on entry, so a file that cannot produce a
+    single frame fails before any output is created.
+
+    Damaged data mid-stream and a cut final packet are decoded past, as ffmpeg does: the frames that
+    come out are kept, with one warning naming how many (`strict`: an `InputError` instead).
 
     Frames come upright: a display rotation (portrait phone video is stored sideways) is applied to
     the pixels, as players and ffmpeg do, so width and height are those of the picture as shown.
@@ -173,9 +163,8 @@ class VideoReader:
         self.name = _display_name(src, "<stdin>")
         self._decoded = 0  # frames decoded, those dropped by `trim` included
         self._origin: int | None = None  # timestamp of the first decoded frame
-        self._stack = contextlib.ExitStack()
         self._input: _BoundedInput | None = None
-        self._damage: str | None = None  # why reading stopped early (a demuxer or decoder error)
+        self._damage: str | None = None  # the first demuxer or decoder error met, or a frame's concealed damage
         self._container: av.container.InputContainer | None = None
         self._first: np.ndarray | None = None
         self._info: VideoInfo | None = None
@@ -184,9 +173,8 @@ class VideoReader:
         self._warned_rotation = False
 
     def __enter__(self) -> VideoReader:
-        self._libav_errors = self._stack.enter_context(_libav_errors())
+        self._container = self._open()
         try:
-            self._container = self._open()
             self._read_header()
         except BaseException:
             self.close()
@@ -201,7 +189,6 @@ class VideoReader:
         if self._container is not None:
             self._container.close()
             self._container = None
-        self._stack.close()
 
     def _open(self) -> av.container.InputContainer:
         if str(self.src) == STDIO:
@@ -244,7 +231,9 @@ class VideoReader:
         self.audio_streams = len(container.streams.audio)
         if stream.codec_context is None:
             raise InputError(f"{self.name}: no decoder for its video codec")
-        stream.thread_type = "AUTO"
+        # Slice threads, not frame threads: a frame-threaded decoder drops the error of a cut final packet
+        # (and the frames still in flight) when it is flushed, so a cut stream would look whole.
+        stream.thread_type = "SLICE"
         rate = stream.average_rate or stream.guessed_rate
         if not rate or rate <= 0:
             raise InputError(f"{self.name}: the video stream declares no frame rate")
@@ -255,11 +244,14 @@ class VideoReader:
         self.codec = stream.codec_context.name
         self.estimated_frames = self.trim.estimate(stream.frames or (
             round(container.duration / av.time_base * self.fps) if container.duration else None), self.fps)
-        self._decoder = container.decode(stream)
+        self._decoder = self._decode(stream)
         self._pts: list[int | None] = []
         first = self._next_frame()
         if first is None and not self.trim.whole:
             raise InputError(f"{self.name}: no frames from --start {self.trim.start:g} s on (the video is shorter)")
+        if first is None and self._damage is not None:
+            hint = "; an mp4 on a pipe must be fragmented" if str(self.src) == STDIO and self.format == "mp4" else ""
+            raise InputError(f"{self.name}: cannot decode a single frame ({self._damage}){hint}")
         if first is None:
             raise InputError(f"{self.name}: has no video frames")
         self._first = first
@@ -279,18 +271,30 @@ class VideoReader:
                 raise InputError(f"{self.name}: truncated (its index points past the end of the "
                                  f"{size}-byte file); re-download or re-export it")
 
+    def _decode(self, stream: av.video.stream.VideoStream) -> Iterator[av.VideoFrame]:
+        """Every frame the stream gives, decoding past a damaged packet as ffmpeg does; the first thing that
+        went wrong is kept in `_damage`. A demuxer error ends the packets, and the decoder is flushed."""
+        packets = self._container.demux(stream)
+        while True:
+            try:
+                packet = next(packets, None)
+            except (av.FFmpegError, OSError) as e:
+                self._damage, packet = self._damage or _reason(e), None
+            try:
+                frames = stream.decode(packet if packet is not None and packet.size else None)  # None: flush
+            except (av.FFmpegError, OSError) as e:
+                self._damage, frames = self._damage or _reason(e), []
+            for frame in frames:
+                if frame.is_corrupt:
+                    self._damage = self._damage or "a frame decoded with its damage concealed"
+                yield frame
+            if packet is None or not packet.size:  # the flush packet the demuxer ends with
+                return
+
     def _next_frame(self) -> np.ndarray | None:
         """Decode one more frame as RGB, recording its timestamp; None at the end of the stream."""
         while True:
-            try:
-                frame = next(self._decoder, None)
-            except (av.FFmpegError, OSError) as e:
-                self._check_gave_up()
-                if self._pts:  # frames came before: keep them, and say so (`_check_complete`)
-                    self._damage = _reason(e)
-                    return None
-                hint = "; an mp4 on a pipe must be fragmented" if str(self.src) == STDIO and self.format == "mp4" else ""
-                raise InputError(f"{self.name}: cannot decode frame {self._decoded + 1} ({_reason(e)}){hint}") from e
+            frame = next(self._decoder, None)
             if frame is None:
                 self._check_gave_up()
                 return None
@@ -341,13 +345,11 @@ class VideoReader:
         self._info = self._timing()
 
     def _check_complete(self) -> None:
-        """A demuxer or decoder error (a cut final packet, damaged data) ends the frames early or spoils
-        some: a warning naming the frames kept, or with `strict` an InputError."""
-        errors = [message.strip() for level, _, message in self._libav_errors if level <= av.logging.ERROR]
-        reason = self._damage or (errors[0] if errors else None)
-        if reason is None:
+        """A demuxer or decoder error (a cut final packet, damaged data) loses frames or spoils some: a
+        warning naming the frames kept, or with `strict` an InputError."""
+        if self._damage is None:
             return
-        message = f"{self.name}: damaged or cut short ({reason}); {len(self._pts)} frames were decoded"
+        message = f"{self.name}: damaged or cut short ({self._damage}); {len(self._pts)} frames were decoded"
         if self.strict:
             raise InputError(f"{message} (--strict)")
         log.warning("%s, and are kept", message)
