@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import subprocess
+import sys
 from fractions import Fraction
 from pathlib import Path
 
@@ -13,7 +15,7 @@ import pytest
 
 from vidtwin_cli.vtw.container import read_vtw
 
-from .conftest import render_frame, write_test_video
+from .conftest import REPO, render_frame, write_test_video
 
 TINY = ["--model", "tiny"]
 
@@ -23,6 +25,33 @@ def test_help_shows_flags_as_flags(cli, command):
     result = cli([*command, "--help"])
     assert result.exit_code == 0
     assert "--help" in result.text and "<bool>" not in result.text
+
+
+# --help for every command and group, in a fresh interpreter; prints what heavy libraries that loaded.
+_HELP_EVERYWHERE = """
+import contextlib, io, sys
+from vidtwin_cli.app import build_app, main
+
+def paths(command, prefix):
+    yield prefix
+    for name, sub in getattr(command, "commands", {}).items():
+        yield from paths(sub, [*prefix, name])
+
+for argv in paths(build_app(), []):
+    with contextlib.redirect_stdout(io.StringIO()) as shown:
+        assert main([*argv, "--help"]) == 0 and "Usage" in shown.getvalue(), argv
+heavy = ("torch", "av", "numpy", "models", "safetensors", "huggingface_hub", "constriction", "PIL")
+print(sorted(m for m in sys.modules if m.split(".")[0] in heavy))
+"""
+
+
+def test_help_loads_no_torch_av_or_numpy():
+    """`vidtwin --help` and every `vidtwin <command> --help` answer at once: importing torch alone takes
+    seconds, so the commands load it (and PyAV, numpy, the models) only when they run."""
+    done = subprocess.run([sys.executable, "-c", _HELP_EVERYWHERE], cwd=REPO, capture_output=True, text=True,
+                          timeout=120, env={**os.environ, "PYTHONPATH": str(REPO)})  # fmt: skip
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "[]"
 
 
 @pytest.fixture

@@ -62,8 +62,9 @@ def _flags_read_like_flags(command: Any) -> None:
 
 
 def build_app() -> Any:
-    """The command line with every command. Importing the commands imports torch (seconds), so `main`
-    does it inside its signal handling: Ctrl-C while starting up is one line like any other."""
+    """The command line with every command. The command modules import torch, PyAV and numpy inside the
+    commands, so building this (all `--help` needs) is quick; `main` still builds it inside its signal
+    handling, so that Ctrl-C while starting up is one line like any other."""
     from vidtwin_cli.commands import batch, bench, convert, datasets, decode, demo, encode, generate, info, inspect
     from vidtwin_cli.commands import models, swap, train, verify
 

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Literal
 
+from vidtwin_cli.defaults import DEFAULT_MAX_SIDE
 from vidtwin_cli.errors import InputError, UsageError
 from vidtwin_cli.video.info import MAX_SIDE, FitMode, Geometry, VideoInfo, check_fit
 from vidtwin_cli.video.io import DEFAULT_CODEC, Trim, VideoWriter
@@ -23,7 +24,6 @@ ONLY: tuple[str, ...] = ("structure", "dynamics")
 # A stand-in video for checking encoder flags before any output exists (wide enough for libx265).
 _PREFLIGHT_SIDE = 64
 _PREFLIGHT_VIDEO = VideoInfo(_PREFLIGHT_SIDE, _PREFLIGHT_SIDE, Fraction(25), Fraction(1, 25), 1, 0.04)
-DEFAULT_MAX_SIDE = 8192  # decoded frames beyond this many pixels a side need --max-side (docs/cli.md)
 
 
 @dataclass(frozen=True)

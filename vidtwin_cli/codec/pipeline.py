@@ -133,6 +133,22 @@ def note_dropped(video: VideoReader | FrameArray, geometry: Geometry, warn: Warn
              f"video will be {width}x{height} (--fit tile keeps the whole picture at its size)")
 
 
+@contextlib.contextmanager
+def encoding(
+    src: VideoSource, session: ModelSession, options: EncodeOptions, fps: float | Fraction | None, format: str | None,
+    on_start: OnStart | None,
+) -> Iterator[tuple[VideoReader | FrameArray, LoadedModel, ModelRunner, Geometry]]:
+    """Open the video (a bad input fails here, before the model loads), then the model, and plan the tiles:
+    what `encode_video` and `encode_latents` start with."""
+    with open_video(src, fps, format, options.trim, options.strict) as video:
+        loaded, runner = session.load()
+        geometry = Geometry.plan(video.width, video.height, loaded.config.image_size, options.fit)
+        note_dropped(video, geometry, session.warn)
+        if on_start:
+            on_start(video.estimated_frames)
+        yield video, loaded, runner, geometry
+
+
 def _encoded_clips(video: VideoReader | FrameArray, geometry: Geometry, runner: ModelRunner, options: EncodeOptions,
                    progress: Progress | None) -> Iterator[Latents]:  # fmt: skip
     """The latents of every clip of `video` (the last clip padded), clip by clip."""
@@ -162,18 +178,13 @@ def encode_video(
     """
     started = time.perf_counter()
     check_writable(Path(dst), (Path(src),) if isinstance(src, (str, Path)) else ())
-    with open_video(src, fps, format, options.trim, options.strict) as video:  # a bad input fails here, before the model
-        loaded, runner = session.load()
-        geometry = Geometry.plan(video.width, video.height, loaded.config.image_size, options.fit)
-        note_dropped(video, geometry, session.warn)
-        if on_start:
-            on_start(video.estimated_frames)
+    with encoding(src, session, options, fps, format, on_start) as (video, loaded, runner, geometry):
         with vtw_writer(dst, model_ref(loaded), geometry, options.storage, sampled=options.sample,
                         seed=options.seed if options.sample else None) as writer:  # fmt: skip
             for latents in _encoded_clips(video, geometry, runner, options, progress):
                 writer.add(latents)
             if options.audio and options.trim.whole:
-                _keep_audio(src, writer, session.warn)
+                _keep_audio(src, video.audio_streams, writer, session.warn)
             elif video.audio_streams:
                 why = "left out (--no-audio)" if not options.audio else "not kept by a trimmed encode (--start/--duration/--frames)"
                 session.warn(f"{video.name} has audio, {why}: the decoded video will be silent")
@@ -193,10 +204,11 @@ def encode_video(
     )  # fmt: skip
 
 
-def _keep_audio(src: VideoSource, writer: CodedWriter | VtwWriter, warn: Callable[[str], None]) -> None:
+def _keep_audio(src: VideoSource, audio_streams: int, writer: CodedWriter | VtwWriter,
+                warn: Callable[[str], None]) -> None:  # fmt: skip
     """Store the source file's audio packets in a 2.0 writer; say so when they cannot be kept."""
-    if not isinstance(src, (str, Path)):
-        return  # frames in memory have no audio
+    if not isinstance(src, (str, Path)) or not audio_streams:
+        return  # frames in memory, or a video without audio
     if str(src) == STDIO:
         warn("the audio of a piped input is not kept (encode the file itself to keep it)")
         return
@@ -224,11 +236,7 @@ def encode_latents(
     The latents are the model's own float32 values; `options.dtype` applies when the file is written
     (`write_vtw`).
     """
-    with open_video(src, fps, format, options.trim, options.strict) as video:
-        loaded, runner = session.load()
-        geometry = Geometry.plan(video.width, video.height, loaded.config.image_size, options.fit)
-        if on_start:
-            on_start(video.estimated_frames)
+    with encoding(src, session, options, fps, format, on_start) as (video, loaded, runner, geometry):
         latents = Latents.cat(list(_encoded_clips(video, geometry, runner, options, progress)))
         info = video.info
     tiles = geometry.tiles_per_clip

@@ -41,12 +41,12 @@ from models import Latents, VidTwinAE
 from models.st_transformer import STBlock
 
 from vidtwin_cli.callbacks import Warn
+from vidtwin_cli.defaults import AUTO
 from vidtwin_cli.errors import RuntimeFailure, UsageError
 
 log = logging.getLogger(__name__)
 
 PRECISIONS = {"fp32": torch.float32, "bf16": torch.bfloat16, "fp16": torch.float16}
-AUTO = "auto"  # the default device and precision: what the machine at hand runs best
 MATMUL_LAYERS = (nn.Linear, nn.Conv1d, nn.Conv2d, nn.Conv3d)
 
 

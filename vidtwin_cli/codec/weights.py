@@ -24,6 +24,8 @@ from models import PRESETS, VidTwinAE, VidTwinConfig
 from models.checkpoint import from_official, load_strict, official_mismatch
 
 from vidtwin_cli.cache import default_cache_dir
+from vidtwin_cli.codec.runtime import PRECISIONS
+from vidtwin_cli.defaults import WEIGHT_DTYPES
 from vidtwin_cli.codec.hub import (
     HubFile, HubRef, NotCached, FileMissing, StageProgress, converted_path, fetch_weights, file_sha256,
     looks_like_hub_id, touch,
@@ -37,7 +39,6 @@ SAMPLE_CLIP = Path(__file__).parents[1] / "data" / "sample.mp4"  # our own proce
 DEFAULT_MODEL = "default"  # the trained small model shipped in the package (docs/model-card.md)
 PRESET_SEED = 0
 M = TypeVar("M", bound=torch.nn.Module)
-WEIGHT_DTYPES = {"fp32": torch.float32, "fp16": torch.float16, "bf16": torch.bfloat16}
 
 
 @dataclass
@@ -87,11 +88,16 @@ def weights_sha256(model: torch.nn.Module) -> str:
     return tensors_sha256(model.state_dict())
 
 
-def save_model(path: Path, model: VidTwinAE, dtype: str = "fp32", metadata: dict[str, str] | None = None) -> str:
-    """Write weights + config (+ extra string metadata) atomically; returns the weights sha256."""
+def stored_tensors(model: torch.nn.Module, dtype: str) -> dict[str, torch.Tensor]:
+    """A model's weights as a file stores them: on the CPU, contiguous, as `dtype` (one of WEIGHT_DTYPES)."""
     if dtype not in WEIGHT_DTYPES:
         raise ValueError(f"dtype must be one of {', '.join(WEIGHT_DTYPES)}, got {dtype!r}")
-    tensors = {k: v.detach().to("cpu", WEIGHT_DTYPES[dtype]).contiguous() for k, v in model.state_dict().items()}
+    return {k: v.detach().to("cpu", PRECISIONS[dtype]).contiguous() for k, v in model.state_dict().items()}
+
+
+def save_model(path: Path, model: VidTwinAE, dtype: str = "fp32", metadata: dict[str, str] | None = None) -> str:
+    """Write weights + config (+ extra string metadata) atomically; returns the weights sha256."""
+    tensors = stored_tensors(model, dtype)
     sha = tensors_sha256(tensors)  # what a reader gets back: the stored values
     meta = {
         "config": json.dumps(model.config.to_dict(), sort_keys=True),

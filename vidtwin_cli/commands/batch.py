@@ -4,31 +4,26 @@ from __future__ import annotations
 
 import time
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
-import torch
 import typer
 
-from vidtwin_cli.bench.baseline import BASELINE_CODECS
-from vidtwin_cli.batch.bench_job import BenchSettings
-from vidtwin_cli.bench.lpips_weights import check_lpips_net
 from vidtwin_cli.batch.inputs import parse_shard, plan
-from vidtwin_cli.batch.jobs import DecodeSettings, EncodeSettings, Settings, WorkerSpec
-from vidtwin_cli.batch.local import LocalPool
 from vidtwin_cli.batch.manifest import JobLog, JobRecord
-from vidtwin_cli.batch.ray_backend import RayPool
-from vidtwin_cli.batch.runner import BatchSummary, plan_local, plan_ray, run_batch
-from vidtwin_cli.bench.video import VideoBenchOptions
-from vidtwin_cli.codec.runtime import AUTO, precision_name, resolve_device
 from vidtwin_cli.console import err_console, print_json, progress_bar, warner
+from vidtwin_cli.defaults import AUTO
 from vidtwin_cli.errors import RuntimeFailure, UsageError
 from vidtwin_cli.interrupts import Interrupted
-from vidtwin_cli.video.io import Trim
-from vidtwin_cli.codec.options import DecodeOptions, EncodeOptions, VideoOutput
 from vidtwin_cli.commands.options import (
     BatchOption, CodecOption, CompileOption, CrfOption, DeviceOption, DurationOption, FramesOption, JsonOption,
     ModelOption, OnlyOption, PrecisionOption, QuietOption, StartOption,
 )  # fmt: skip
+
+if TYPE_CHECKING:  # the workers' modules load torch and PyAV: the commands import them when they run
+    from vidtwin_cli.batch.jobs import Settings
+    from vidtwin_cli.batch.local import LocalPool
+    from vidtwin_cli.batch.ray_backend import RayPool
+    from vidtwin_cli.batch.runner import BatchSummary
 
 
 app = typer.Typer(no_args_is_help=True, help="Many files at once: resumable jobs on local worker processes or Ray.")
@@ -62,6 +57,11 @@ def _run(settings: Settings, src: Path, out_dir: Path, manifest: Path | None, pa
          model: str | None, device: str, precisions: list[str], batch_size: int, json_out: bool,
          quiet: bool, compile: bool = False) -> None:  # fmt: skip
     """Shared body of every batch command: plan, run with a progress bar, report."""
+    from vidtwin_cli.batch.jobs import WorkerSpec
+    from vidtwin_cli.batch.local import LocalPool
+    from vidtwin_cli.batch.ray_backend import RayPool
+    from vidtwin_cli.batch.runner import plan_local, plan_ray, run_batch
+
     precision = precisions[0]  # the workers' session; bench adds one per further precision
     kind, err = settings.kind, err_console()
     warn = warner(err)
@@ -145,6 +145,10 @@ def encode(
     quiet: QuietOption = False,
 ) -> None:
     """Encode every video under SRC to OUT_DIR/<same path>.vtw; rerun to resume."""
+    from vidtwin_cli.batch.jobs import EncodeSettings
+    from vidtwin_cli.codec.options import EncodeOptions
+    from vidtwin_cli.video.io import Trim
+
     _run(EncodeSettings(EncodeOptions(fit, dtype, sample, seed, trim=Trim(start, duration, frames))), src, out_dir, manifest, glob, root, shard, workers, threads, ray,
          force, model, device, [precision], batch_size, json_out, quiet, compile)  # fmt: skip
 
@@ -175,6 +179,9 @@ def decode(
     quiet: QuietOption = False,
 ) -> None:
     """Decode every .vtw under SRC to OUT_DIR/<same path>.<ext>; rerun to resume."""
+    from vidtwin_cli.batch.jobs import DecodeSettings
+    from vidtwin_cli.codec.options import DecodeOptions, VideoOutput
+
     options = DecodeOptions(only, force_model)
     if not ext.isalnum():
         raise UsageError(f"--ext {ext!r} must be a bare extension such as mp4 or mkv")
@@ -212,6 +219,14 @@ def bench(
     quiet: QuietOption = False,
 ) -> None:
     """Benchmark every video under SRC: OUT_DIR/<same path>.bench.json, as `vidtwin bench VIDEO --json`."""
+    import torch
+
+    from vidtwin_cli.batch.bench_job import BenchSettings
+    from vidtwin_cli.bench.baseline import BASELINE_CODECS
+    from vidtwin_cli.bench.lpips_weights import check_lpips_net
+    from vidtwin_cli.bench.video import VideoBenchOptions
+    from vidtwin_cli.codec.runtime import precision_name, resolve_device
+
     baselines = tuple(BASELINE_CODECS) if baseline is None else tuple(b for b in baseline if b != NO_BASELINE)
     if unknown := [b for b in baselines if b not in BASELINE_CODECS]:
         raise UsageError(f"--baseline {unknown[0]!r} is not one of {', '.join([*BASELINE_CODECS, NO_BASELINE])}")

@@ -6,25 +6,18 @@ import tempfile
 from pathlib import Path
 from typing import Annotated
 
-import torch
 import typer
 from rich.table import Table
 
-from vidtwin_cli.bench.baseline import BASELINE_CODECS
-from vidtwin_cli.bench.speed import run_synthetic
-from vidtwin_cli.bench.video import VideoBenchOptions, run_videos, trimmed_copies, video_steps
-from vidtwin_cli.video.io import Trim
 from vidtwin_cli.console import TaskProgress, err_console, print_json, progress_bar, warner
+from vidtwin_cli.defaults import AUTO
 from vidtwin_cli.errors import UsageError
-from vidtwin_cli.bench.lpips_weights import check_lpips_net, lpips_for
 from vidtwin_cli.bench.plotting import plot_report, require_matplotlib
-from vidtwin_cli.codec.runtime import AUTO, PRECISIONS, precision_name, resolve_device
 from vidtwin_cli.atomic import Existing
 from vidtwin_cli.commands.options import (
     BatchOption, DeviceOption, DurationOption, FramesOption, JsonOption, ModelOption, NoOverwriteOption, OverwriteOption,
     QuietOption, StartOption,
 )  # fmt: skip
-
 
 
 def command(
@@ -57,6 +50,15 @@ def command(
     quiet: QuietOption = False,
 ) -> None:
     """Measure quality, rate, speed and memory of the model, and x264/x265 at the same size."""
+    import torch  # torch, PyAV and numpy load here, not when --help is built
+
+    from vidtwin_cli.bench.baseline import BASELINE_CODECS
+    from vidtwin_cli.bench.lpips_weights import check_lpips_net, lpips_for
+    from vidtwin_cli.bench.speed import run_synthetic
+    from vidtwin_cli.bench.video import VideoBenchOptions, run_videos, trimmed_copies, video_steps
+    from vidtwin_cli.codec.runtime import PRECISIONS, precision_name, resolve_device
+    from vidtwin_cli.video.io import Trim
+
     if unknown := [p for p in precision or [] if p not in (*PRECISIONS, AUTO)]:
         raise UsageError(f"--precision {unknown[0]!r} is not one of {', '.join([*PRECISIONS, AUTO])}")
     if synthetic == bool(inputs):

@@ -4,21 +4,24 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
-
-from models import PRESETS, VidTwinConfig
 
 from vidtwin_cli.atomic import Existing, check_writable
 from vidtwin_cli.console import err_console, print_json, report_kept
 from vidtwin_cli.commands.options import NoOverwriteOption, OverwriteOption
 from vidtwin_cli.errors import InputError, UsageError
-from vidtwin_cli.codec.weights import WEIGHT_DTYPES, build_model, read_official_checkpoint, save_model
+from vidtwin_cli.defaults import WEIGHT_DTYPES
+
+if TYPE_CHECKING:
+    from models import VidTwinConfig
 
 
 def _config(spec: str) -> VidTwinConfig:
     """A preset name or a JSON file of VidTwinConfig fields."""
+    from models import PRESETS, VidTwinConfig  # torch loads here, not when --help is built
+
     if spec in PRESETS:
         return PRESETS[spec]
     path = Path(spec)
@@ -40,6 +43,8 @@ def command(
     json_out: Annotated[bool, typer.Option("--json", help="Print a JSON result on stdout.")] = False,
 ) -> None:
     """Convert official VidTwin weights (loss.* dropped, no pickle code run) to a vidtwin model file."""
+    from vidtwin_cli.codec.weights import build_model, read_official_checkpoint, save_model
+
     if dtype not in WEIGHT_DTYPES:
         raise UsageError(f"--dtype must be one of {', '.join(WEIGHT_DTYPES)}")
     check_writable(output, (checkpoint,))

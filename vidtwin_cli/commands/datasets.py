@@ -11,7 +11,6 @@ from vidtwin_cli.console import err_console, print_json, progress_bar
 from vidtwin_cli.commands.options import JsonOption, QuietOption
 from vidtwin_cli.errors import InputError
 from vidtwin_cli.media import LABELS_FILE, labels_from_folders, read_labels
-from vidtwin_cli.generation.synth import CLASSES, SynthSettings, classify_video, write_dataset
 
 app = typer.Typer(no_args_is_help=True, help="Built-in datasets: make synth-motion, score videos with its classifier.")
 
@@ -29,6 +28,8 @@ def synth_motion(
     json_out: JsonOption = False,
 ) -> None:
     """Write a labelled set of videos of a textured square moving right, left, down or up."""
+    from vidtwin_cli.generation.synth import CLASSES, SynthSettings, write_dataset  # numpy, PyAV: not for --help
+
     settings = SynthSettings(size, frames, fps)
     if (out / LABELS_FILE).exists():
         raise InputError(f"{out}: already holds a dataset ({LABELS_FILE}); choose a new folder")
@@ -53,6 +54,8 @@ def check_motion(
     json_out: JsonOption = False,
 ) -> None:
     """Score videos with the learning-free motion-direction classifier against their class labels."""
+    from vidtwin_cli.generation.synth import CLASSES, classify_video  # numpy, PyAV: not for --help
+
     rows = read_labels(data) if data.is_file() else labels_from_folders(data)
     unknown = sorted({name for _, name in rows} - set(CLASSES))
     if unknown:

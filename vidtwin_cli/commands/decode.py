@@ -7,12 +7,10 @@ from typing import Annotated
 
 import typer
 
-from vidtwin_cli import api
 from vidtwin_cli.atomic import STDIO, Existing
 from vidtwin_cli.console import err_console, print_json, report_kept, task_progress, warner
-from vidtwin_cli.codec.options import DEFAULT_MAX_SIDE
 from vidtwin_cli.errors import UsageError
-from vidtwin_cli.codec.runtime import AUTO
+from vidtwin_cli.defaults import AUTO, DEFAULT_MAX_SIDE
 from vidtwin_cli.commands.options import (
     BatchOption, CodecOption, CompileOption, CrfOption, DeviceOption, ForceOption, FormatOption, JsonOption,
     MaxSideOption, ModelOption, NoOverwriteOption, OnlyOption, OverwriteOption, PrecisionOption, QuietOption,
@@ -39,6 +37,8 @@ def command(
     quiet: QuietOption = False,
 ) -> None:
     """Decode latents to video (the model recorded in the file unless --model is given)."""
+    from vidtwin_cli import api  # torch and PyAV load here, not when --help is built
+
     options, video = api.DecodeOptions(only, force), api.VideoOutput(codec, crf, format, max_side)
     if str(output) == STDIO and json_out:
         raise UsageError("--json and -o - both want stdout; write the video to a file")

@@ -9,16 +9,12 @@ from typing import Annotated
 import typer
 from rich.table import Table
 
-from vidtwin_cli import api
-from vidtwin_cli.bench.metrics import VideoQuality, compare
 from vidtwin_cli.atomic import Existing
 from vidtwin_cli.console import err_console, print_json, report_kept, task_progress, warner
-from vidtwin_cli.codec.runtime import AUTO
-from vidtwin_cli.codec.weights import SAMPLE_CLIP
+from vidtwin_cli.defaults import AUTO
 from vidtwin_cli.commands.options import (
     DeviceOption, JsonOption, ModelOption, NoOverwriteOption, OverwriteOption, PrecisionOption, QuietOption,
 )  # fmt: skip
-from vidtwin_cli.video.io import VideoReader
 
 
 def command(
@@ -33,6 +29,11 @@ def command(
     quiet: QuietOption = False,
 ) -> None:
     """Encode and decode the bundled sample clip; print the PSNR and the compression achieved."""
+    from vidtwin_cli import api  # torch and PyAV load here, not when --help is built
+    from vidtwin_cli.bench.metrics import VideoQuality, compare
+    from vidtwin_cli.codec.weights import SAMPLE_CLIP
+    from vidtwin_cli.video.io import VideoReader
+
     err = err_console()
     if out_dir is None:
         out_dir = Path(tempfile.mkdtemp(prefix="vidtwin-demo-"))  # kept: the files are there to be played

@@ -5,22 +5,22 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from vidtwin_cli import api
 from vidtwin_cli.atomic import STDIO, Existing
 from vidtwin_cli.console import TaskProgress, err_console, print_json, progress_bar, report_kept, stages, warner
 from vidtwin_cli.errors import RuntimeFailure, UsageError, VidtwinError
 from vidtwin_cli.interrupts import Interrupted
-from vidtwin_cli.codec.runtime import AUTO
-from vidtwin_cli.vtw.entropy import DEFAULT_KEYINT, DEFAULT_QUALITY
-from vidtwin_cli.vtw.header import ENTROPY
+from vidtwin_cli.defaults import AUTO, DEFAULT_KEYINT, DEFAULT_QUALITY, ENTROPY
 from vidtwin_cli.commands.options import (
     BatchOption, CompileOption, DeviceOption, DurationOption, FormatOption, FramesOption, JsonOption, ModelOption,
     NoOverwriteOption, OverwriteOption, PrecisionOption, QuietOption, StartOption,
 )  # fmt: skip
+
+if TYPE_CHECKING:
+    from vidtwin_cli import api
 
 
 def output_for(src: Path, output: Path | None, out_dir: Path | None) -> Path:
@@ -85,6 +85,8 @@ def command(
     quiet: QuietOption = False,
 ) -> None:
     """Encode videos to compact structure/dynamics latents (.vtw)."""
+    from vidtwin_cli import api  # torch and PyAV load here, not when --help is built
+
     options = api.EncodeOptions(fit, dtype, sample, seed, quality, step, keyint, audio=not no_audio,
                                 trim=api.Trim(start, duration, frames), strict=strict)
     if len(inputs) > 1 and output is not None:

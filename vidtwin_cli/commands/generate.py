@@ -9,13 +9,9 @@ import typer
 
 from vidtwin_cli.atomic import STDIO, Existing
 from vidtwin_cli.console import err_console, print_json, progress_bar, report_kept
-from vidtwin_cli.generation.weights import resolve_dit
+from vidtwin_cli.defaults import AUTO, OUTPUT_FORMATS
 from vidtwin_cli.errors import ModelError, UsageError
 from vidtwin_cli.interrupts import Interrupted
-from vidtwin_cli.generation.sample import OUTPUT_FORMATS, SamplerSettings, check_autoencoder, output_paths, sample_latents, write_samples
-from vidtwin_cli.codec.options import VideoOutput
-from vidtwin_cli.codec.model_session import ModelSession
-from vidtwin_cli.codec.runtime import AUTO
 from vidtwin_cli.commands.options import (
     CodecOption, CrfOption, DeviceOption, JsonOption, NoOverwriteOption, OverwriteOption, PrecisionOption, QuietOption,
 )  # fmt: skip
@@ -42,6 +38,13 @@ def command(
     json_out: JsonOption = False,
 ) -> None:
     """Generate NUM clips of one class as .vtw latents or decoded videos."""
+    from vidtwin_cli.codec.model_session import ModelSession  # torch and PyAV load here, not for --help
+    from vidtwin_cli.codec.options import VideoOutput
+    from vidtwin_cli.generation.sample import (
+        SamplerSettings, check_autoencoder, output_paths, sample_latents, write_samples,
+    )  # fmt: skip
+    from vidtwin_cli.generation.weights import resolve_dit
+
     if json_out and output == STDIO:
         raise UsageError("--json and -o - both want stdout; write to a file or a folder")
     settings = SamplerSettings(steps, eta, cfg, seed)

@@ -9,16 +9,17 @@ from rich.table import Table
 
 from vidtwin_cli.console import err_console, print_json, progress_bar, stages
 from vidtwin_cli.commands.options import JsonOption, ModelOption
-from vidtwin_cli.generation.weights import resolve_dit
 from vidtwin_cli.errors import UsageError
-from vidtwin_cli.codec.model_info import describe, describe_dit
-from vidtwin_cli.codec.weights import resolve_model
 
 DitOption = Annotated[str | None, typer.Option("--dit", help="Describe a latent DiT instead: preset name or DiT file.")]
 
 
 def command(model: ModelOption = None, json_out: JsonOption = False, dit: DitOption = None) -> None:
     """Show a model's parameter count, latent shapes per clip and compression rate."""
+    from vidtwin_cli.codec.model_info import describe, describe_dit  # torch loads here, not for --help
+    from vidtwin_cli.codec.weights import resolve_model
+    from vidtwin_cli.generation.weights import resolve_dit
+
     if dit is not None:
         if model is not None:
             raise UsageError("give --model or --dit, not both")

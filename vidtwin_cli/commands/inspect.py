@@ -6,14 +6,15 @@ import json
 import typer
 from rich.table import Table
 
-from models import PRESETS
-
-from vidtwin_cli import api
 from vidtwin_cli.commands.options import JsonOption, VtwArgument
 from vidtwin_cli.console import err_console, print_json
 
+
 def command(file: VtwArgument, json_out: JsonOption = False) -> None:
     """Show a .vtw file's metadata, tensor sizes, bitrate equivalent and compression."""
+    from models import PRESETS  # torch loads here, not when --help is built
+    from vidtwin_cli import api
+
     info = api.inspect(file).to_json()
     if json_out:
         print_json(info)

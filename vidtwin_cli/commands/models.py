@@ -9,8 +9,6 @@ import typer
 from rich import filesize
 from rich.table import Table
 
-from vidtwin_cli.codec.model_cache import list_models, remove_model
-from vidtwin_cli.codec.weights import resolve_model
 from vidtwin_cli.console import err_console, print_json, progress_bar, stages
 from vidtwin_cli.commands.options import JsonOption, QuietOption
 
@@ -21,6 +19,8 @@ IdArgument = Annotated[str, typer.Argument(metavar="ID", help="Hub id org/name[@
 @app.command("list")
 def list_command(json_out: JsonOption = False) -> None:
     """Bundled model, presets and cached hub models, with size, sha256, source and last use."""
+    from vidtwin_cli.codec.model_cache import list_models  # torch loads here, not when --help is built
+
     entries = list_models()
     if json_out:
         print_json({"models": [e.to_json() for e in entries]})
@@ -39,6 +39,8 @@ def list_command(json_out: JsonOption = False) -> None:
 @app.command("pull")
 def pull_command(model: IdArgument, json_out: JsonOption = False, quiet: QuietOption = False) -> None:
     """Download (and for an official checkpoint, convert) a hub model now, so later runs start at once."""
+    from vidtwin_cli.codec.weights import resolve_model  # torch loads here, not when --help is built
+
     err = err_console()
     started = time.perf_counter()
     with progress_bar(err, quiet) as bars:
@@ -57,6 +59,8 @@ def pull_command(model: IdArgument, json_out: JsonOption = False, quiet: QuietOp
 @app.command("rm")
 def rm_command(model: IdArgument, json_out: JsonOption = False) -> None:
     """Remove a hub model from the caches: its conversion and its download (org/name: every revision)."""
+    from vidtwin_cli.codec.model_cache import remove_model  # torch loads here, not when --help is built
+
     removed = remove_model(model)
     if json_out:
         print_json({"model": model, "removed": removed})

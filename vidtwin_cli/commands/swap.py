@@ -7,13 +7,10 @@ from typing import Annotated
 
 import typer
 
-from vidtwin_cli import api
 from vidtwin_cli.atomic import STDIO, Existing
 from vidtwin_cli.console import err_console, print_json, report_kept, task_progress, warner
-from vidtwin_cli.codec.options import DEFAULT_MAX_SIDE
 from vidtwin_cli.errors import UsageError
-from vidtwin_cli.codec.runtime import AUTO
-from vidtwin_cli.vtw.header import ENTROPY
+from vidtwin_cli.defaults import AUTO, DEFAULT_MAX_SIDE, ENTROPY
 from vidtwin_cli.commands.options import (
     BatchOption, CodecOption, CompileOption, CrfOption, DeviceOption, ForceOption, FormatOption, JsonOption,
     MaxSideOption, ModelOption, NoOverwriteOption, OverwriteOption, PrecisionOption, QuietOption,
@@ -42,6 +39,8 @@ def command(
     quiet: QuietOption = False,
 ) -> None:
     """Decode the structure latents of one video with the dynamics latents of another (any sizes)."""
+    from vidtwin_cli import api  # torch and PyAV load here, not when --help is built
+
     options, video = api.SwapOptions(span, dtype, force), api.VideoOutput(codec, crf, format, max_side)
     if STDIO in (str(structure), str(dynamics)):
         raise UsageError("swap reads two files; stdin is not supported here")

@@ -12,8 +12,6 @@ import typer
 
 from vidtwin_cli.console import err_console, print_json, progress_bar
 from vidtwin_cli.commands.options import JsonOption, QuietOption
-from vidtwin_cli.training.config import parse_set
-from vidtwin_cli.training.ae_run import TrainRequest, train_autoencoder
 from vidtwin_cli.commands import train_dit
 
 app = typer.Typer(no_args_is_help=True, help="Train models on your own videos.")
@@ -59,6 +57,9 @@ def ae(
     quiet: QuietOption = False,
 ) -> None:
     """Train (or fine-tune) the VidTwin autoencoder on a folder or list of videos."""
+    from vidtwin_cli.training.ae_run import TrainRequest, train_autoencoder  # torch: not for --help
+    from vidtwin_cli.training.config import parse_set
+
     overrides = _flags(**{
         "data.train": data or None, "data.val": val or None, "preset": preset, "init": init, "steps": steps,
         "batch_size": batch_size, "optim.lr": lr, "optim.disc_lr": disc_lr, "optim.warmup_steps": warmup,

@@ -8,8 +8,6 @@ from typing import Annotated, Any
 import typer
 
 from vidtwin_cli.console import err_console, print_json, progress_bar, warner
-from vidtwin_cli.training.config import parse_set
-from vidtwin_cli.training.dit_run import DitRequest, train_dit
 from vidtwin_cli.commands.options import JsonOption, QuietOption
 
 
@@ -37,6 +35,9 @@ def command(
     quiet: QuietOption = False,
 ) -> None:
     """Train a class-conditional DiT on autoencoder latents of labelled videos (encoded once, cached)."""
+    from vidtwin_cli.training.config import parse_set  # torch: not for --help
+    from vidtwin_cli.training.dit_run import DitRequest, train_dit
+
     flags: dict[str, Any] = {"preset": preset, "steps": steps, "batch_size": batch_size, "lr": lr, "warmup_steps": warmup,
                              "seed": seed, "log_every": log_every, "checkpoint_every": checkpoint_every}  # fmt: skip
     overrides = {k: v for k, v in flags.items() if v is not None} | parse_set(set_ or [])

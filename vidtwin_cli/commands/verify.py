@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import typer
 
-from vidtwin_cli import api
 from vidtwin_cli.commands.options import JsonOption, VtwArgument
 from vidtwin_cli.console import err_console, print_json
 
 
 def command(file: VtwArgument, json_out: JsonOption = False) -> None:
     """Check a .vtw file: exit 0 when valid, 1 (with the reason) when not, 2 when it cannot be read."""
+    from vidtwin_cli import api  # torch loads here, not when --help is built
+
     report = api.verify(file)
     if json_out:
         print_json(report.to_json())

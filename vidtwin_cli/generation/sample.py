@@ -21,6 +21,7 @@ from models.diffusion import GaussianDiffusion
 
 from vidtwin_cli.callbacks import Progress
 from vidtwin_cli.atomic import STDIO
+from vidtwin_cli.defaults import OUTPUT_FORMATS
 from vidtwin_cli.vtw.container import ModelRef, VtwFile, VtwHeader, write_vtw
 from vidtwin_cli.generation.weights import DEFAULT_DIT_SCRIPT, LoadedDiT
 from vidtwin_cli.errors import ModelError, RuntimeFailure, UsageError
@@ -31,7 +32,6 @@ from vidtwin_cli.media import VIDEO_SUFFIXES
 from vidtwin_cli.video.info import Geometry, VideoInfo
 from vidtwin_cli.codec.weights import LoadedModel
 
-OUTPUT_FORMATS = ("mp4", "vtw")  # what a folder output holds
 
 
 @dataclass(frozen=True)

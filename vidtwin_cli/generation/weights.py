@@ -20,7 +20,7 @@ from models import VidTwinConfig
 from models.dit import DIT_PRESETS, DiTConfig, LatentDiT
 
 from vidtwin_cli.errors import ModelError, UsageError
-from vidtwin_cli.codec.weights import WEIGHT_DTYPES, build, tensors_sha256
+from vidtwin_cli.codec.weights import build, stored_tensors, tensors_sha256
 from vidtwin_cli.tagged_file import read_tagged, write_tagged
 from vidtwin_cli.vtw.header import ModelRef
 
@@ -82,9 +82,7 @@ def save_dit(
     """Write a DiT file atomically, tensors stored as `dtype`; returns its weights sha256."""
     if len(classes) != model.config.num_classes:
         raise ValueError(f"{len(classes)} class names for a DiT of {model.config.num_classes} classes")
-    if dtype not in WEIGHT_DTYPES:
-        raise ValueError(f"dtype must be one of {', '.join(WEIGHT_DTYPES)}, got {dtype!r}")
-    tensors = {k: v.detach().to("cpu", WEIGHT_DTYPES[dtype]).contiguous() for k, v in model.state_dict().items()}
+    tensors = stored_tensors(model, dtype)
     sha = tensors_sha256(tensors)  # of the stored values, which is what a reader gets back
     meta = {
         **(metadata or {}),

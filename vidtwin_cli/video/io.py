@@ -164,7 +164,8 @@ class VideoReader:
         self._decoded = 0  # frames decoded, those dropped by `trim` included
         self._origin: int | None = None  # timestamp of the first decoded frame
         self._input: _BoundedInput | None = None
-        self._damage: str | None = None  # the first demuxer or decoder error met, or a frame's concealed damage
+        self._errors: list[str] = []  # what the demuxer and decoder reported, each message once
+        self._concealed = 0  # frames the decoder flagged as damaged (their errors concealed)
         self._container: av.container.InputContainer | None = None
         self._first: np.ndarray | None = None
         self._info: VideoInfo | None = None
@@ -249,9 +250,9 @@ class VideoReader:
         first = self._next_frame()
         if first is None and not self.trim.whole:
             raise InputError(f"{self.name}: no frames from --start {self.trim.start:g} s on (the video is shorter)")
-        if first is None and self._damage is not None:
+        if first is None and self._errors:
             hint = "; an mp4 on a pipe must be fragmented" if str(self.src) == STDIO and self.format == "mp4" else ""
-            raise InputError(f"{self.name}: cannot decode a single frame ({self._damage}){hint}")
+            raise InputError(f"{self.name}: cannot decode a single frame ({self._errors[0]}){hint}")
         if first is None:
             raise InputError(f"{self.name}: has no video frames")
         self._first = first
@@ -272,24 +273,29 @@ class VideoReader:
                                  f"{size}-byte file); re-download or re-export it")
 
     def _decode(self, stream: av.video.stream.VideoStream) -> Iterator[av.VideoFrame]:
-        """Every frame the stream gives, decoding past a damaged packet as ffmpeg does; the first thing that
-        went wrong is kept in `_damage`. A demuxer error ends the packets, and the decoder is flushed."""
+        """Every frame the stream gives, decoding past a damaged packet as ffmpeg does, and noting what went
+        wrong (`_errors`, `_concealed`). A demuxer error ends the packets; the decoder is flushed."""
         packets = self._container.demux(stream)
         while True:
             try:
                 packet = next(packets, None)
             except (av.FFmpegError, OSError) as e:
-                self._damage, packet = self._damage or _reason(e), None
+                self._note_error(e)
+                packet = None
             try:
                 frames = stream.decode(packet if packet is not None and packet.size else None)  # None: flush
             except (av.FFmpegError, OSError) as e:
-                self._damage, frames = self._damage or _reason(e), []
+                self._note_error(e)
+                frames = []
             for frame in frames:
-                if frame.is_corrupt:
-                    self._damage = self._damage or "a frame decoded with its damage concealed"
+                self._concealed += frame.is_corrupt
                 yield frame
             if packet is None or not packet.size:  # the flush packet the demuxer ends with
                 return
+
+    def _note_error(self, e: BaseException) -> None:
+        if _reason(e) not in self._errors:
+            self._errors.append(_reason(e))
 
     def _next_frame(self) -> np.ndarray | None:
         """Decode one more frame as RGB, recording its timestamp; None at the end of the stream."""
@@ -347,9 +353,10 @@ class VideoReader:
     def _check_complete(self) -> None:
         """A demuxer or decoder error (a cut final packet, damaged data) loses frames or spoils some: a
         warning naming the frames kept, or with `strict` an InputError."""
-        if self._damage is None:
+        reasons = self._errors + ([f"{self._concealed} frame(s) with damage concealed"] if self._concealed else [])
+        if not reasons:
             return
-        message = f"{self.name}: damaged or cut short ({self._damage}); {len(self._pts)} frames were decoded"
+        message = f"{self.name}: damaged or cut short ({', '.join(reasons)}); {len(self._pts)} frames were decoded"
         if self.strict:
             raise InputError(f"{message} (--strict)")
         log.warning("%s, and are kept", message)

@@ -21,13 +21,12 @@ import constriction
 
 from models import Latents
 
+from vidtwin_cli.defaults import DEFAULT_KEYINT, DEFAULT_QUALITY
 from vidtwin_cli.interrupts import Interrupted
 
 STREAMS = ("structure", "dynamics_x", "dynamics_y")  # the latent tensors, in coding order
 KINDS = ("key", "delta")
 QUALITIES = range(1, 13)  # --quality: the step halves every 2 levels
-DEFAULT_QUALITY = 7  # measured: the coarsest level within 0.3 dB of unquantised (docs/vtw-format.md §18)
-DEFAULT_KEYINT = 8
 TABLE_TOTAL = 1 << 14  # frequencies are scaled to about this total (constriction keeps 24-bit precision)
 MAX_ALPHABET = 1 << 12  # symbols per table (at least 2); a wider spread means a step far too fine for the latents
 MAX_SYMBOL = 1 << 15  # |q| fits int16 spools; residuals of two such symbols fit int32

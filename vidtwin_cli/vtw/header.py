@@ -17,6 +17,7 @@ from typing import Any, Literal
 from models import Latents, VidTwinConfig
 
 from vidtwin_cli import __version__
+from vidtwin_cli.defaults import ENTROPY
 from vidtwin_cli.vtw.bytes import Entries, Layout, short, strict_json
 from vidtwin_cli.errors import ContainerError, UsageError
 from vidtwin_cli.video.info import FIT_MODES, MAX_FRAMES, MAX_SIDE, Geometry, VideoInfo
@@ -27,7 +28,6 @@ MAX_CONFIG_INT = 1 << 16  # no plausible model size exceeds this; bounds the wor
 
 LatentDtype = Literal["fp16", "bf16", "fp32", "int8", "entropy"]
 LATENT_DTYPES: dict[str, str] = {"fp16": "F16", "bf16": "BF16", "fp32": "F32", "int8": "I8"}  # raw: -> safetensors dtype
-ENTROPY = "entropy"  # quantised, temporally predicted, range-coded symbols: a 2.0 file (entropy.py)
 MAX_KEYINT = 1 << 16
 MAX_STEP = float(1 << 20)  # symbol · step must stay finite in float32 for every symbol below 2^15
 CHANNEL_AXIS = {"structure": -1, "dynamics_x": 1, "dynamics_y": 1}  # the latent tensors; d_S is last, d_D is dim 1
