@@ -117,6 +117,17 @@ def test_video_bench_json_and_plot(cli, sample_video, tmp_path):
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
+def test_trimmed_bench_reports_the_users_file_and_the_part(cli, sample_video):
+    """The part is benchmarked from a copy in the work folder, but the report names the input as given."""
+    r = cli(["bench", sample_video, "--model", "tiny", "--lpips", "off", "--baseline", "libx264",
+             "--start", "0.08", "--frames", "9", "--json"])  # fmt: skip
+    assert r.exit_code == 0, r.stderr
+    (video,) = json.loads(r.text)["inputs"]
+    assert video["input"] == str(sample_video)
+    assert video["video"]["frames"] == 9 and len(video["runs"][0]["quality"]["psnr"]["per_frame"]) == 9
+    assert video["video"]["duration_s"] == pytest.approx(9 / 25)
+
+
 @pytest.mark.parametrize(
     ("args", "message"),
     [

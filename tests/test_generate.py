@@ -135,6 +135,25 @@ def test_bad_input(cli, dit_file, other_ae, tmp_path, args, fragment):
     assert list((tmp_path / "out").iterdir()) == []
 
 
+
+@pytest.mark.parametrize("recorded", ["file", "hub"])
+def test_the_autoencoder_a_dit_records_is_used_only_when_local(cli, dit_file, tmp_path, recorded):
+    """As decode treats the model a .vtw records: a DiT file never makes generate open a path it names or
+    download a hub model; --ae does, and .vtw output needs no autoencoder at all."""
+    tiny = resolve_model("tiny")
+    ae_file = tmp_path / "ae.safetensors"
+    save_model(ae_file, tiny.model)
+    spec = str(ae_file) if recorded == "file" else "acme/vidtwin"
+    dit = tmp_path / "dit.safetensors"
+    loaded = load_dit_file(dit_file)
+    save_dit(dit, loaded.model, loaded.classes, ModelRef(spec, tiny.sha256, tiny.config))
+    refused = generate(cli, dit, tmp_path / "a.mp4")
+    fragment = "never chooses a file to load" if recorded == "file" else "never triggers a download"
+    assert refused.exit_code == 2 and fragment in refused.stderr and "pass --ae" in refused.stderr, refused.stderr
+    assert f"DiT '{dit}' records" in refused.stderr and not (tmp_path / "a.mp4").exists()
+    assert generate(cli, dit, tmp_path / "b.mp4", "--ae", ae_file).exit_code == 0
+    assert generate(cli, dit, tmp_path / "c.vtw").exit_code == 0
+
 def test_info_shows_a_dits_parameters(cli, dit_file):
     r = cli(["info", "--dit", "pseudo", "--json"])
     assert r.exit_code == 0, r.stderr

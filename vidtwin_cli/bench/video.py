@@ -94,8 +94,11 @@ def bench_video(
     workdir: Path,
     options: VideoBenchOptions,
     progress: Progress | None = None,
+    name: Path | None = None,
 ) -> dict:
-    """Benchmark one video with one session per precision (precisions interleaved per repetition)."""
+    """Benchmark one video with one session per precision (precisions interleaved per repetition).
+
+    `name` is what the report calls the input when `src` is a stand-in for it (a trimmed copy)."""
     memory = PeakMemory(next(iter(sessions.values())).device)
     runs: dict[str, dict] = {}
     encode_s: dict[str, list[float]] = {p: [] for p in sessions}
@@ -148,7 +151,7 @@ def bench_video(
     rate = _rates(reference, workdir, stem)
     target = rate[options.dtype]["bytes"]
     out = {
-        "input": str(src),
+        "input": str(name or src),
         "video": {"width": info.width, "height": info.height, "fps": float(info.fps), "frames": info.frame_count,
                   "duration_s": info.duration, "clips": clips, "tiles_per_clip": header.tiles_per_clip},
         "fit": options.fit,
@@ -255,23 +258,18 @@ def _rd_sweep(src: Path, reference: Path, workdir: Path, stem: str, info: VideoI
     return curves
 
 
-def trimmed_copies(inputs: list[Path], trim: Trim, workdir: Path) -> list[Path]:
-    """The `trim`med part of each input as a lossless FFV1 file in `workdir`, named after the input, for
-    every later reader (model, metrics, baselines) to see the same frames; the inputs when not trimming."""
-    if trim.whole:
-        return inputs
-    copies = []
-    for n, src in enumerate(inputs):
-        dst = workdir / f"{n}" / f"{src.stem}.mkv"
-        dst.parent.mkdir()
-        with VideoReader(src, trim=trim) as video:
-            frames = list(video)  # the part a user benchmarks is short; its timing needs every frame read
-            info = video.info
-        with VideoWriter(dst, info, info.width, info.height, "ffv1") as out:
-            for frame in frames:
-                out.write(frame)
-        copies.append(dst)
-    return copies
+def trimmed_copy(src: Path, trim: Trim, dst: Path) -> Path:
+    """The `trim`med part of `src` as a lossless FFV1 file `dst`, for every later reader (model, metrics,
+    baselines) to see the same frames. `src` is read twice, one frame in memory at a time: the first read
+    learns the part's exact timing, which the writer needs before its first frame."""
+    with VideoReader(src, trim=trim) as video:
+        for _ in video:
+            pass
+        info = video.info
+    with VideoReader(src, trim=trim) as video, VideoWriter(dst, info, info.width, info.height, "ffv1") as out:
+        for frame in video:
+            out.write(frame)
+    return dst
 
 
 def video_steps(options: VideoBenchOptions, precisions: int) -> int:
@@ -290,8 +288,14 @@ def run_videos(
     workdir: Path,
     progress: Progress | None = None,
     warn: Warn | None = None,
+    trim: Trim = Trim(),
 ) -> dict:
-    """The report for real videos: one session per precision, loaded (and timed) once for all inputs."""
+    """The report for real videos: one session per precision, loaded (and timed) once for all inputs.
+
+    With a `trim`, each input's part is first copied into `workdir` (`trimmed_copy`: a bad input fails
+    before any model loads); the report still names the inputs as given."""
+    parts = inputs if trim.whole else [trimmed_copy(src, trim, workdir / f"{src.stem}.{n}.part.mkv")
+                                       for n, src in enumerate(inputs)]  # fmt: skip
     sessions = {p: ModelSession(spec, device, p, options.batch_size, warn or log.warning) for p in precisions}
     load_seconds = {}
     for p, session in sessions.items():
@@ -300,4 +304,5 @@ def run_videos(
         load_seconds[p] = time.perf_counter() - start
     first = next(iter(sessions.values()))
     header = report_header("video", first.load()[0], first.device, load_seconds)
-    return json_ready({**header, "inputs": [bench_video(src, sessions, workdir, options, progress) for src in inputs]})
+    return json_ready({**header, "inputs": [bench_video(part, sessions, workdir, options, progress, name=src)
+                                            for src, part in zip(inputs, parts)]})  # fmt: skip

@@ -38,11 +38,15 @@ class ModelSession:
         self.batch_size, self.warn, self.compile = batch_size, warn, compile
         self._loaded: tuple[LoadedModel, ModelRunner] | None = None
 
-    def load(self, recorded: ModelRef | None = None) -> tuple[LoadedModel, ModelRunner]:
-        """The model (`--model`, else the one `recorded` in a file if local, else the default) and its runner."""
+    def load(self, recorded: ModelRef | None = None, *, recorded_in: str = "this .vtw",
+             flag: str = "--model") -> tuple[LoadedModel, ModelRunner]:  # fmt: skip
+        """The model (`--model`, else the one `recorded` in a file if local, else the default) and its runner.
+
+        `recorded_in` and `flag` name the file that records the model and the option that overrides it, for
+        the error when the recorded model is not local."""
         if self._loaded is None:
             if self.spec is None and recorded is not None:
-                loaded = resolve_recorded_model(recorded.spec, recorded.commit)
+                loaded = resolve_recorded_model(recorded.spec, recorded.commit, recorded_in=recorded_in, flag=flag)
             else:
                 loaded = resolve_model(self.spec, progress=self.progress)
             if loaded.source == "preset":

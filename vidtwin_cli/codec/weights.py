@@ -175,22 +175,24 @@ def resolve_model(
     return _load_file(spec, "hub", hub_model_file(hub_file, cache or default_cache_dir(), progress), hub_file.commit)
 
 
-def resolve_recorded_model(spec: str, commit: str | None = None, cache: Path | None = None) -> LoadedModel:
+def resolve_recorded_model(spec: str, commit: str | None = None, cache: Path | None = None, *,
+                           recorded_in: str = "this .vtw", flag: str = "--model") -> LoadedModel:  # fmt: skip
     """The model a file records, only if it is already local: bundled, a preset or a cached hub model.
 
-    A file never makes the tool download anything or open a path it names; for those the user passes --model.
+    A file (a .vtw, a DiT file: `recorded_in`) never makes the tool download anything or open a path it
+    names; for those the user passes the model with `flag`.
     """
     if spec == DEFAULT_MODEL or spec in PRESETS:
         return resolve_model(spec)
     if not looks_like_hub_id(spec):
-        raise ModelError(f"this .vtw records the model file {spec!r}; a .vtw never chooses a file to load: "
-                         "pass --model with the model it was made with")
+        raise ModelError(f"{recorded_in} records the model file {spec!r}; a file never chooses a file to load: "
+                         f"pass {flag} with the model it was made with")
     try:
         return resolve_model(str(HubRef.parse(spec).pinned(commit)), cache=cache, local_only=True)
     except (NotCached, FileMissing) as e:
         at = f" at commit {commit[:12]}" if commit else ""
-        raise ModelError(f"this .vtw records the hub model {spec!r}{at}, which is not in the local cache; a .vtw "
-                         f"never triggers a download: pass --model {spec} to fetch it") from e
+        raise ModelError(f"{recorded_in} records the hub model {spec!r}{at}, which is not in the local cache; a file "
+                         f"never triggers a download: pass {flag} {spec} to fetch it") from e
 
 
 def hub_model_file(hub_file: HubFile, cache: Path, progress: StageProgress | None = None) -> Path:

@@ -55,7 +55,7 @@ def command(
     from vidtwin_cli.bench.baseline import BASELINE_CODECS
     from vidtwin_cli.bench.lpips_weights import check_lpips_net, lpips_for
     from vidtwin_cli.bench.speed import run_synthetic
-    from vidtwin_cli.bench.video import VideoBenchOptions, run_videos, trimmed_copies, video_steps
+    from vidtwin_cli.bench.video import VideoBenchOptions, run_videos, video_steps
     from vidtwin_cli.codec.runtime import PRECISIONS, precision_name, resolve_device
     from vidtwin_cli.video.io import Trim
 
@@ -93,8 +93,8 @@ def command(
                                         lpips=lpips_for(lpips, dev), lpips_every=lpips_every)
             task.start(video_steps(options, len(precisions)) * len(inputs))
             with tempfile.TemporaryDirectory(prefix="vidtwin-bench-") as work:
-                parts = trimmed_copies(inputs, Trim(start, duration, frames), Path(work))
-                report = run_videos(parts, model, device, precisions, options, Path(work), task.advance, warn)
+                report = run_videos(inputs, model, device, precisions, options, Path(work), task.advance, warn,
+                                    Trim(start, duration, frames))
     if plot is not None:
         plot_report(report, plot)
     if json_out:

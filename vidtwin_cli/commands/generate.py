@@ -58,9 +58,9 @@ def command(
     if len(kept) == len(paths):
         report_kept(output, json_out, quiet)
         return
-    session = ModelSession(ae or loaded.autoencoder.spec, device, precision)
+    session = ModelSession(ae, device, precision)  # without --ae: the DiT's autoencoder, if it is local
     if kind == "video" or ae is not None:  # a .vtw needs no autoencoder, but a named one is checked
-        check_autoencoder(loaded, session.load()[0])
+        check_autoencoder(loaded, session.load(loaded.autoencoder, recorded_in=f"DiT {dit!r}", flag="--ae")[0])
     err = err_console()
     with progress_bar(err, quiet, unit="steps") as bar:
         task = bar.add_task("sampling", total=settings.steps)
