@@ -40,6 +40,7 @@ class EncodeOptions:
     keyint: int = DEFAULT_KEYINT  # entropy: a key clip every keyint clips
     audio: bool = True  # keep the source's audio packets (entropy-coded files only)
     trim: Trim = Trim()  # the part of the video to encode (--start/--duration/--frames); all of it by default
+    strict: bool = False  # a damaged or cut input is an error, not a warning that names the frames kept
 
     def __post_init__(self) -> None:
         check_fit(self.fit)

@@ -92,15 +92,17 @@ def open_latents(src: LatentSource, lazy: bool = False) -> Iterator[Latent]:
 
 
 def open_video(src: VideoSource, fps: float | Fraction | None = None, format: str | None = None,
-               trim: Trim = Trim()) -> VideoReader | FrameArray:  # fmt: skip
-    """A video file ("-": stdin, with `format`; the `trim`med part) or an array of frames (with `fps`), for `with`."""
+               trim: Trim = Trim(), strict: bool = False) -> VideoReader | FrameArray:  # fmt: skip
+    """A video file ("-": stdin, with `format`; the `trim`med part) or an array of frames (with `fps`), for `with`.
+
+    `strict`: a damaged or cut file is an InputError instead of a warning (`VideoReader`)."""
     if isinstance(src, (np.ndarray, torch.Tensor)):
         if fps is None:
             raise InputError("encoding an array of frames needs its frame rate (fps)")
         if not trim.whole:
             raise InputError("trim an array of frames by slicing it")
         return FrameArray(src, fps)
-    return VideoReader(src, format, trim)
+    return VideoReader(src, format, trim, strict)
 
 
 def _source_name(src: VideoSource | LatentSource) -> str:
@@ -142,7 +144,7 @@ def encoding(
 ) -> Iterator[tuple[VideoReader | FrameArray, LoadedModel, ModelRunner, Geometry]]:
     """Open the video (a bad input fails here, before the model loads), then the model, and plan the tiles:
     what `encode_video` and `encode_latents` start with."""
-    with open_video(src, fps, format, options.trim) as video:
+    with open_video(src, fps, format, options.trim, options.strict) as video:
         loaded, runner = session.load()
         geometry = Geometry.plan(video.width, video.height, loaded.config.image_size, options.fit)
         note_dropped(video, geometry, session.warn)
@@ -186,7 +188,7 @@ def encode_video(
             for latents in _encoded_clips(video, geometry, runner, options, progress):
                 writer.add(latents)
             if options.audio and options.trim.whole:
-                _keep_audio(src, writer, session.warn)
+                _keep_audio(src, video.audio_streams, writer, session.warn)
             elif video.audio_streams:
                 why = "left out (--no-audio)" if not options.audio else "not kept by a trimmed encode (--start/--duration/--frames)"
                 session.warn(f"{video.name} has audio, {why}: the decoded video will be silent")
@@ -206,10 +208,11 @@ def encode_video(
     )  # fmt: skip
 
 
-def _keep_audio(src: VideoSource, writer: CodedWriter | VtwWriter, warn: Callable[[str], None]) -> None:
+def _keep_audio(src: VideoSource, audio_streams: int, writer: CodedWriter | VtwWriter,
+                warn: Callable[[str], None]) -> None:  # fmt: skip
     """Store the source file's audio packets in a 2.0 writer; say so when they cannot be kept."""
-    if not isinstance(src, (str, Path)):
-        return  # frames in memory have no audio
+    if not isinstance(src, (str, Path)) or not audio_streams:
+        return  # frames in memory, or a video without audio
     if str(src) == STDIO:
         warn("the audio of a piped input is not kept (encode the file itself to keep it)")
         return
