@@ -11,7 +11,7 @@ import torch
 from torch.utils.flop_counter import FlopCounterMode
 
 from models import PRESETS, VidTwinAE
-from vidtwin_cli.bench.baseline import available_codecs, decode_stream, encode_at_bytes
+from vidtwin_cli.bench.baseline import available_codecs, decode_stream, encode_at_bytes, unavailable
 from vidtwin_cli.bench.flops import model_flops
 from vidtwin_cli.codec.runtime import can_pack_linears
 
@@ -42,6 +42,7 @@ def test_x264_matches_a_byte_target_within_five_percent(sample_video):
     assert search["matched"] and abs(stream.bytes / target - 1) <= 0.05
     assert search["bytes"] == stream.bytes and search["encodes"] >= 1
     assert sum(1 for _ in decode_stream(stream)) == 17
+    assert stream.data[4:8] == b"ftyp" and stream.bytes == len(stream.data)  # a whole .mp4 file is counted
 
 
 def test_x264_below_its_crf_51_size_switches_to_bitrate_search(make_video, tmp_path):
@@ -112,8 +113,14 @@ def test_video_bench_json_and_plot(cli, sample_video, tmp_path):
     assert [p["latent_dtype"] for p in video["rd"]["vidtwin raw"]] == ["fp16", "bf16", "fp32", "int8"]
     entropy = video["rd"]["vidtwin"]
     assert [p["quality"] for p in entropy] == [3, 5, 7, 9, 11] and entropy[0]["bytes"] < entropy[-1]["bytes"]
-    assert set(video["bd_rate"]) == {"vidtwin", "vidtwin raw"} and set(video["bd_rate"]["vidtwin"]) == {"psnr", "lpips"}
-    assert len(video["rd"]["libx264"]) >= 5
+    x264 = {"libx264 medium", "libx264 veryslow"}
+    assert set(video["bd_rate"]) == x264 and set(video["rd"]) == {"vidtwin", "vidtwin raw"} | x264
+    assert set(video["bd_rate"]["libx264 medium"]) == {"vidtwin", "vidtwin raw", "libx264 veryslow"}
+    assert set(video["bd_rate"]["libx264 medium"]["vidtwin"]) == {"psnr", "lpips"}
+    assert all(len(video["rd"][name]) >= 5 and {p["preset"] for p in video["rd"][name]} == {name.split()[1]} for name in x264)
+    entropy_rate = video["rate"]["entropy"]
+    assert entropy_rate["write_s"] > 0 and entropy_rate["read_s"] > 0
+    assert 0 < video["coding_share"][run["precision"]]["entropy"] < 1
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
@@ -155,8 +162,18 @@ def test_available_codecs_lists_x264():
 
 def test_x265_is_not_offered_for_frames_it_would_crash_on():
     """x265 corrupts its heap on some frames under 64 px wide; the bench leaves it out there, not the process."""
-    assert "libx265" not in available_codecs(40)
+    assert "libx265" not in available_codecs(40) and "64 px" in unavailable("libx265", 40)
     assert ("libx265" in available_codecs(64)) == ("libx265" in available_codecs())
+
+
+def test_a_bench_without_a_baseline_encoder_says_why_in_its_report(cli, sample_video):
+    """The sample is 48 px wide: x265 is left out, and the report and table say so instead of failing."""
+    r = cli(["bench", sample_video, "--model", "tiny", "--lpips", "off", "--json"])
+    assert r.exit_code == 0, r.stderr
+    (video,) = json.loads(r.text)["inputs"]
+    assert [b["codec"] for b in video["baselines"]] == ["libx264"]
+    assert "64 px" in video["skipped_baselines"]["libx265"]
+    assert "libx265 left out" in r.stderr
 
 
 def test_bd_rate_of_a_curve_at_half_the_bytes_is_minus_50_percent():

@@ -255,3 +255,48 @@ def test_a_file_never_chooses_what_is_downloaded_or_loaded(tmp_path, hub_files):
     assert "never chooses a file to load" in runs["path"].stderr
     given = run_cli(["decode", files["path"], "-o", tmp_path / "given.mp4", "--model", model_file])
     assert given.exit_code == 0, given.stderr  # the user's --model is what loads it
+
+
+# --------------------------------------------------------------------------- cut and endless input
+
+
+@pytest.fixture(scope="module")
+def nut_stream(tmp_path_factory) -> bytes:
+    """A 300-frame H.264 nut stream (about 17 KB), as `ffmpeg ... -f nut -` would pipe it."""
+    path = tmp_path_factory.mktemp("nut") / "long.nut"
+    return write_test_video(path, width=64, height=48, frames=300, format="nut").read_bytes()
+
+
+def encode_stdin(stdin: bytes | object, out: Path, *flags: str) -> tuple[int, str]:
+    """`vidtwin encode - --format nut` in its own process, fed through a real pipe (or a file object)."""
+    proc = subprocess.run([sys.executable, "-m", "vidtwin_cli", "encode", "-", "--format", "nut", "-o", str(out), *TINY,
+                           *flags], cwd=REPO, capture_output=True, timeout=300,
+                          **({"input": stdin} if isinstance(stdin, bytes) else {"stdin": stdin}))  # fmt: skip
+    return proc.returncode, without_preset_warning(proc.stderr.decode())
+
+
+@pytest.mark.parametrize("strict", [False, True], ids=["warns", "strict"])
+def test_a_cut_stream_is_reported_with_the_frames_kept(nut_stream, tmp_path, strict):
+    """Cut after 5,000 bytes it once made a valid .vtw of a fifth of the video without a word."""
+    out = tmp_path / "cut.vtw"
+    code, stderr = encode_stdin(nut_stream[:5000], out, "-q", *(["--strict"] if strict else []))
+    assert stderr.count("\n") == 1 and "<stdin>: damaged or cut short (" in stderr, stderr
+    kept = int(stderr.split("; ")[-1].split()[0])
+    assert 60 < kept < 300
+    if strict:
+        assert code == 2 and stderr.startswith("error: ") and not out.exists()
+    else:
+        assert code == 0 and stderr.startswith("warning: ") and "are kept" in stderr
+        assert json.loads(run_cli(["inspect", out, "--json"]).stdout)["video"]["frame_count"] == kept
+
+
+def test_a_whole_stream_gives_no_warning(nut_stream, tmp_path):
+    assert encode_stdin(nut_stream, tmp_path / "whole.vtw", "-q") == (0, "")
+
+
+def test_endless_garbage_on_stdin_gives_up_in_bounded_input(tmp_path):
+    """/dev/zero as nut: the demuxer would search for a start code forever."""
+    with open("/dev/zero", "rb") as zeros:
+        code, stderr = encode_stdin(zeros, tmp_path / "z.vtw")
+    assert (code, stderr) == (2, "error: <stdin>: no video frame in the first 64 MiB of input; is it really nut?\n")
+    assert not (tmp_path / "z.vtw").exists()

@@ -314,8 +314,9 @@ def test_bad_input_is_one_clean_line_naming_the_file(tmp_path, make_video, make,
     assert fragment in message and str(path) in message and "\n" not in message
 
 
-def test_damaged_files_give_frames_or_a_clean_error(make_video, tmp_path):
-    """Mutated mp4s (bytes flipped, cut, overwritten) never escape as anything but InputError."""
+def test_damaged_files_give_frames_or_a_clean_error(make_video, tmp_path, caplog):
+    """Mutated mp4s (bytes flipped, cut, overwritten) never escape as anything but InputError, and frames
+    read from a damaged one come with a warning (they once came without a word)."""
     data = make_video(tmp_path / "ok.mp4", 32, 24, 17).read_bytes()
     rng, outcomes = random.Random(4), {"frames": 0, "error": 0}
     for k in range(90):
@@ -335,7 +336,18 @@ def test_damaged_files_give_frames_or_a_clean_error(make_video, tmp_path):
         except InputError as e:
             assert "\n" not in str(e)
             outcomes["error"] += 1
-    assert outcomes["frames"] and outcomes["error"]
+    warned = [r.message for r in caplog.records if "damaged or cut short" in r.message]
+    assert outcomes["frames"] and outcomes["error"] and warned, outcomes
+    assert all(r.endswith("frames were decoded, and are kept") for r in warned)
+
+
+def test_strict_makes_damage_an_error(make_video, tmp_path):
+    """A file cut mid-packet: with `strict` reading it ends in an InputError naming the frames decoded."""
+    data = make_video(tmp_path / "ok.nut", 32, 24, 40, format="nut").read_bytes()
+    (tmp_path / "cut.nut").write_bytes(data[: len(data) * 2 // 3])
+    with pytest.raises(InputError, match=r"cut.nut: damaged or cut short \(.*\); \d+ frames were decoded \(--strict\)"):
+        with VideoReader(tmp_path / "cut.nut", strict=True) as video:
+            list(video)
 
 
 # --------------------------------------------------------------------------- writer contract

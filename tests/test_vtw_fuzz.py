@@ -5,6 +5,10 @@ one escaped line of error, no uncaught exception and no hang.
 VIDTWIN_FUZZ_ITERS sets the iteration count (default 300, a few seconds) and VIDTWIN_FUZZ_SEED the
 seed (default 0); docs/vtw-format.md says how to run it longer. A failing case is kept as
 `failure-<iteration>.vtw` in the test's tmp_path and named in the failure message.
+
+The slow test at the end sends mutants of files the CLI wrote through `inspect`, `verify` and `decode`,
+each command in a process of its own under a memory and a time limit (VIDTWIN_FUZZ_CLI_MUTANTS, default
+1,000), and counts how each run ended.
 """
 
 from __future__ import annotations
@@ -15,6 +19,8 @@ import os
 import random
 import signal
 import struct
+import subprocess
+import sys
 import zlib
 from collections import Counter
 from collections.abc import Callable, Iterator
@@ -25,7 +31,7 @@ import torch
 from vidtwin_cli.vtw.container import read_vtw, verify_vtw
 from vidtwin_cli.errors import ContainerError
 
-from .conftest import run_cli
+from .conftest import REPO, run_cli, write_test_video
 from .test_container import forge, tiny_vtw, unpack, vtw_bytes
 
 ITERATIONS = int(os.environ.get("VIDTWIN_FUZZ_ITERS", "300"))
@@ -105,9 +111,8 @@ def edit_tensor_table(data: bytes, rng: random.Random) -> bytes:
     return _join(outer, rest)
 
 
-def resign_header_value(data: bytes, rng: random.Random) -> bytes:
-    """Replace one value of the JSON header with a hostile one and re-sign, so the checksum passes."""
-    tensors, header, _ = unpack(data)
+def hostile_value(header: dict, rng: random.Random) -> dict:
+    """`header` (a .vtw's JSON header, either format) with one value, at any depth, hostile or deleted."""
     node = header
     while True:
         key = rng.choice(list(node))
@@ -119,7 +124,13 @@ def resign_header_value(data: bytes, rng: random.Random) -> bytes:
         del node[key]
     else:
         node[key] = rng.choice(HOSTILE_VALUES)
-    return forge(tensors, header)
+    return header
+
+
+def resign_header_value(data: bytes, rng: random.Random) -> bytes:
+    """Replace one value of the JSON header with a hostile one and re-sign, so the checksum passes."""
+    tensors, header, _ = unpack(data)
+    return forge(tensors, hostile_value(header, rng))
 
 
 def resign_hostile_text(data: bytes, rng: random.Random) -> bytes:
@@ -268,19 +279,7 @@ def recrc_payload_bytes(data: bytes, rng: random.Random) -> bytes:
 def resign_header_value2(data: bytes, rng: random.Random) -> bytes:
     """Replace one value of the JSON header with a hostile one, CRC fixed."""
     items = _chunks2(data)
-    header = json.loads(items[0][1])
-    node = header
-    while True:
-        key = rng.choice(list(node))
-        if isinstance(node[key], dict) and node[key] and rng.random() < 0.7:
-            node = node[key]
-            continue
-        break
-    if rng.random() < 0.15:
-        del node[key]
-    else:
-        node[key] = rng.choice(HOSTILE_VALUES)
-    items[0] = (b"HEAD", json.dumps(header).encode())
+    items[0] = (b"HEAD", json.dumps(hostile_value(json.loads(items[0][1]), rng)).encode())
     return _build2(items)
 
 
@@ -365,3 +364,139 @@ def test_mutated_vtw2_files_read_cleanly_or_raise_container_error(tmp_path):
     assert sum(outcomes.values()) == ITERATIONS
     if ITERATIONS >= 10 * len(MUTATIONS_2):
         assert {name for name, outcome in outcomes if outcome == "rejected"} == {m.__name__ for m in MUTATIONS_2}
+
+
+# --------------------------------------------------------------------------- the CLI in its own processes (slow)
+
+
+CLI_MUTANTS = int(os.environ.get("VIDTWIN_FUZZ_CLI_MUTANTS", "1000"))
+CLI_SERVERS = os.cpu_count() or 1  # commands run side by side, one server each
+CLI_HEADROOM = 2 << 30  # address space a command may take beyond the modules it starts with (RLIMIT_AS)
+CLI_HANG_S = 300  # per command: a valid decode takes about a second of CPU, far more wall time on a loaded machine
+MUST_NOT_HAPPEN = ("uncaught", "hang", "crash", "raw escape", "partial output")
+
+
+class ForkServer:
+    """tests/cli_forkserver.py in a subprocess: `run(argv)` runs one `vidtwin` command line in a process of its own."""
+
+    def __init__(self, workdir) -> None:
+        workdir.mkdir(exist_ok=True)
+        self.proc = subprocess.Popen([sys.executable, "-m", "tests.cli_forkserver"], cwd=REPO, text=True,
+                                     stdin=subprocess.PIPE, stdout=subprocess.PIPE)  # fmt: skip
+        self.workdir, self.stdout, self.stderr = workdir, workdir / "stdout", workdir / "stderr"
+
+    def run(self, argv: list) -> tuple[dict, str, str]:
+        """(the server's answer, stdout, stderr) of one command line."""
+        request = {"argv": [str(a) for a in argv], "stdout": str(self.stdout), "stderr": str(self.stderr),
+                   "headroom": CLI_HEADROOM, "timeout": CLI_HANG_S}  # fmt: skip
+        self.proc.stdin.write(json.dumps(request) + "\n")
+        self.proc.stdin.flush()
+        answer = json.loads(self.proc.stdout.readline())
+        return answer, self.stdout.read_text(errors="replace"), self.stderr.read_text(errors="replace")
+
+    def close(self) -> None:
+        self.proc.stdin.close()
+        self.proc.wait(timeout=60)
+
+
+def how_it_ended(command: str, answer: dict, stdout: str, stderr: str, left_output: bool) -> str:
+    """The class of one run: exit 0, exit 1 or 2 with one error line, or one of MUST_NOT_HAPPEN / a memory kill."""
+    code, lines = answer["code"], stderr.splitlines()
+    if answer["hang"]:
+        return "hang"
+    if "error: out of memory" in stderr or code == -signal.SIGKILL:
+        return "memory kill"
+    if code < 0:
+        return "crash"  # killed by a signal of its own: a segfault, an abort
+    if "\x1b" in stderr or "\x07" in stderr:
+        return "raw escape"
+    if code != 0 and left_output:
+        return "partial output"
+    if code not in (0, 1, 2) or "Traceback" in stderr or "error: unexpected" in stderr:
+        return "uncaught"
+    if command == "verify" and not stdout.startswith("{"):
+        return "uncaught"  # `verify --json` always prints its verdict
+    if code == 0:
+        return "exit 0"
+    if sum(line.startswith("error: ") for line in lines) > 1 or not all(line.startswith(("error: ", "warning: "))
+                                                                         for line in lines):  # fmt: skip
+        return "uncaught"  # an error must be one line
+    return f"exit {code}, one-line error"
+
+
+def run_mutant(server: ForkServer, data: bytes) -> list[tuple[str, str, dict, str]]:
+    """(command, how it ended, the server's answer, stderr) of inspect, verify --json and decode on one mutant."""
+    path, out = server.workdir / "mutant.vtw", server.workdir / "out.mp4"
+    path.write_bytes(data)
+    runs = []
+    for command, flags in (("inspect", []), ("verify", ["--json"]), ("decode", ["-o", out, "-y"])):
+        answer, stdout, stderr = server.run([command, path, *flags])
+        runs.append((command, how_it_ended(command, answer, stdout, stderr, out.exists() and answer["code"] != 0),
+                     answer, stderr))  # fmt: skip
+        out.unlink(missing_ok=True)
+    return runs
+
+
+def cli_bases(server: ForkServer, tmp_path) -> list[tuple[str, bytes]]:
+    """Files `vidtwin encode` wrote from real videos (one with AAC audio): two 1.x (int8, fp16 resized) and
+    two 2.0 (default, with audio packets; --keyint 2 --quality 4)."""
+    from .test_cli_audio import write_video_with_audio
+
+    video = write_test_video(tmp_path / "video.mp4", frames=17)
+    with_audio = write_video_with_audio(tmp_path / "audio.mp4", "aac")
+    bases = []
+    for name, flags in [("1.x", [video, "--dtype", "int8"]), ("1.x", [video, "--dtype", "fp16", "--fit", "resize"]),
+                        ("2.0", [with_audio]), ("2.0", [video, "--keyint", "2", "--quality", "4"])]:  # fmt: skip
+        out = tmp_path / "base.vtw"
+        answer, _, stderr = server.run(["encode", *flags, "-o", out, "--model", "tiny", "-y"])
+        assert answer["code"] == 0, stderr
+        bases.append((name, out.read_bytes()))
+    return bases
+
+
+@pytest.mark.slow
+def test_the_cli_survives_mutated_files_in_processes_of_its_own(tmp_path, capsys):
+    """Every run ends in exit 0 or a one-line error (or, at worst, a memory kill under the limit): no uncaught
+    exception, hang, crash, raw escape on stderr or output left by a failed decode."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    servers = [ForkServer(tmp_path / f"server{k}") for k in range(CLI_SERVERS)]
+    try:
+        bases = cli_bases(servers[0], tmp_path)
+        rng, mutants = random.Random(SEED), []
+        for _ in range(CLI_MUTANTS):
+            kind, base = rng.choice(bases)
+            mutate = rng.choice(MUTATIONS if kind == "1.x" else MUTATIONS_2)
+            mutants.append((kind, mutate.__name__, mutate(base, rng)))
+        with ThreadPoolExecutor(CLI_SERVERS) as pool:  # server k takes mutants k, k + CLI_SERVERS, ...
+            share = [pool.submit(lambda k: [run_mutant(servers[k], m[2]) for m in mutants[k::CLI_SERVERS]], k)
+                     for k in range(CLI_SERVERS)]  # fmt: skip
+            results = [None] * CLI_MUTANTS
+            for k, future in enumerate(share):
+                results[k::CLI_SERVERS] = future.result()
+    finally:
+        for server in servers:
+            server.close()
+    outcomes = Counter((command, ended) for runs in results for command, ended, _, _ in runs)
+    failures = []
+    for i, ((kind, mutation, data), runs) in enumerate(zip(mutants, results)):
+        for command, ended, _, stderr in runs:
+            if ended in MUST_NOT_HAPPEN:
+                kept = tmp_path / f"failure-cli-{i}.vtw"
+                kept.write_bytes(data)
+                failures.append(f"{command} {kept} ({mutation}): {ended}, {stderr.strip()[-300:]!r}")
+    answers = [answer for runs in results for _, _, answer, _ in runs]
+    per_mutant = [(sum(a["seconds"] for _, _, a, _ in runs), sum(a["cpu"] for _, _, a, _ in runs)) for runs in results]
+    with capsys.disabled():
+        kinds = Counter(kind for kind, _, _ in mutants)
+        print(f"\nCLI fuzz, seed {SEED}: {CLI_MUTANTS} mutants ({kinds['1.x']} of 1.x files, {kinds['2.0']} of 2.0), "
+              f"each through inspect, verify --json and decode, {CLI_SERVERS} at a time (RLIMIT_AS: start + "
+              f"{CLI_HEADROOM >> 30} GiB; {CLI_HANG_S} s each)")
+        for command in ("inspect", "verify", "decode"):
+            counts = sorted(((n, ended) for (c, ended), n in outcomes.items() if c == command), reverse=True)
+            print(f"  {command:8s}" + ", ".join(f"{ended}: {n}" for n, ended in counts))
+        print(f"  max per mutant (3 commands): {max(w for w, _ in per_mutant):.1f} s wall, "
+              f"{max(c for _, c in per_mutant):.2f} s CPU; max RSS of a run "
+              f"{max(a['max_rss_kib'] for a in answers) / 1024:.0f} MiB")
+    assert not failures, "\n".join(failures[:10])
+    assert sum(outcomes.values()) == 3 * CLI_MUTANTS

@@ -86,7 +86,7 @@ def hidden_names(folder: Path) -> list[str]:
     return [name for name in os.listdir(folder) if name.startswith(".")] if folder.is_dir() else []
 
 
-def _alive(pid: int) -> bool:
+def process_alive(pid: int) -> bool:
     try:
         os.kill(pid, 0)
     except ProcessLookupError:
@@ -109,7 +109,7 @@ def remove_temporaries(path: Path, hidden: list[str] | None = None, any_owner: b
         if not name.startswith(f".{path.name}."):
             continue
         pid = name[len(ours):].partition(".")[0] if name.startswith(ours) else ""
-        if any_owner or (pid.isdigit() and not _alive(int(pid))):
+        if any_owner or (pid.isdigit() and not process_alive(int(pid))):
             with contextlib.suppress(FileNotFoundError):
                 (path.parent / name).unlink()
 

@@ -72,6 +72,9 @@ class WorkerSpec:
     compile: bool = False  # torch.compile the transformer blocks (once per worker)
 
 
+END = object()  # what a backend's `next(jobs, END)` gives when there are no more jobs
+
+
 @dataclass(frozen=True)
 class Job:
     input: Path

@@ -7,11 +7,13 @@ memory, a crash in native code) fails only its own file: a fresh worker takes it
 
 Stopping: Ctrl-C reaches every process of the terminal's group, so workers ignore SIGINT and let
 the parent decide; the parent sends each worker SIGTERM, which abandons its file (the pipeline's
-atomic writers delete their temporaries) and exits.
+atomic writers delete their temporaries) and exits. A parent killed outright takes its workers
+with it (Linux: the kernel sends them SIGTERM; elsewhere an idle worker notices and exits).
 """
 
 from __future__ import annotations
 
+import ctypes
 import dataclasses
 import multiprocessing
 import os
@@ -28,15 +30,27 @@ import torch
 
 from vidtwin_cli.atomic import remove_temporaries
 from vidtwin_cli.callbacks import Progress
-from vidtwin_cli.batch.jobs import Job, JobCancelled, Outcome, Worker, WorkerSpec, lost
+from vidtwin_cli.batch.jobs import END, Job, JobCancelled, Outcome, Worker, WorkerSpec, lost
 
 IDLE_POLL_S = 1.0  # how often an idle worker checks that its parent is still there
 EVENT_POLL_S = 0.5  # how often the parent checks for dead workers while waiting
+PR_SET_PDEATHSIG = 1  # prctl option, <linux/prctl.h>
 STOP_GRACE_S = 10.0  # how long a stopping worker may take to clean up before it is killed
 
 
 def _cancel(signum: int, frame: Any) -> None:
     raise JobCancelled
+
+
+def _end_with_parent(parent: int) -> bool:
+    """Have Linux send this worker SIGTERM when its parent dies; False when the parent is gone already.
+
+    A batch killed outright (SIGKILL) leaves its claims to be taken over by other processes; its
+    workers must not go on with the files those processes now redo.
+    """
+    if sys.platform.startswith("linux"):
+        ctypes.CDLL(None).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    return os.getppid() == parent
 
 
 def _worker_main(number: int, spec: WorkerSpec, tasks: multiprocessing.Queue, events: multiprocessing.Queue) -> None:
@@ -46,10 +60,12 @@ def _worker_main(number: int, spec: WorkerSpec, tasks: multiprocessing.Queue, ev
     signal.signal(signal.SIGHUP, _cancel)  # the terminal closed: stop like SIGTERM (the parent does too)
     os.dup2(2, 1)  # the parent's stdout carries --json only: whatever a library prints here goes to stderr
     sys.stdout = sys.stderr
-    torch.set_num_threads(spec.threads)
-    worker = Worker(spec)
-    parent = os.getppid()
+    parent = multiprocessing.parent_process().pid
     try:
+        if not _end_with_parent(parent):
+            return
+        torch.set_num_threads(spec.threads)
+        worker = Worker(spec)
         while True:
             try:
                 job = tasks.get(timeout=IDLE_POLL_S)
@@ -84,24 +100,29 @@ class LocalPool:
         self._context = multiprocessing.get_context("spawn")
         self._checked = 0.0  # when dead workers were last looked for
 
-    def run(self, jobs: Iterator[Job], on_frames: Progress, on_done: Callable[[Outcome], None]) -> None:
-        """Run every job, calling back in this process; returns when all are done, raises on a fatal error."""
+    def run(self, jobs: Iterator[Job | None], on_frames: Progress, on_done: Callable[[Outcome], None]) -> None:
+        """Run every job, calling back in this process; returns when all are done, raises on a fatal error.
+
+        `jobs` yields None when it has nothing to start yet (inputs claimed elsewhere): asked again after
+        the next event or EVENT_POLL_S.
+        """
         events = self._context.Queue()
         slots: list[_Slot | None] = [None] * len(self.devices)
         more, finished = True, False
         try:
             while True:
                 while more and any(s is None or s.job is None for s in slots):
-                    job = next(jobs, None)
-                    if job is None:
+                    job = next(jobs, END)
+                    if job is END:
                         more = False
+                    if not isinstance(job, Job):
                         break
                     position = next(i for i, s in enumerate(slots) if s is None or s.job is None)
                     slot = slots[position] or self._start(position, events)
                     slots[position] = slot
                     slot.job = job
                     slot.tasks.put(job)
-                if not any(s is not None and s.job is not None for s in slots):
+                if not more and not any(s is not None and s.job is not None for s in slots):
                     break
                 self._wait(events, slots, on_frames, on_done)
             finished = True

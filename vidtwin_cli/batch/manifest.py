@@ -1,15 +1,16 @@
 """The job state of a batch: a JSON-lines file with one record per input (docs/batch.md).
 
-During a run each finished file appends one line (flushed and fsynced), so a crash loses nothing
-that finished; on open and on close the file is rewritten atomically with one line per input. When
-an input appears several times, the last line wins, and a torn last line (a crash mid-write) is
-dropped with a warning. The outputs on disk stay the truth: a rerun verifies them whatever the
-manifest says. So a manifest that cannot be written (a full disk) costs a warning, not the batch.
+Several processes may share one manifest (batches started on the same OUT_DIR, on one machine or on
+several that mount it). So a record is never appended: `put` takes a short lock (a claim file beside
+the manifest, `claims.py`), reads the file as it is now, sets its record and replaces the file
+atomically. Records of every process survive, and a reader always sees a whole file. When an old
+file holds an input several times, the last line wins, and a torn last line is dropped with a
+warning. The outputs on disk stay the truth: a rerun verifies them whatever the manifest says. So a
+manifest that cannot be written (a full disk) costs a warning, not the batch.
 """
 
 from __future__ import annotations
 
-import contextlib
 import dataclasses
 import json
 import os
@@ -17,13 +18,15 @@ import time
 from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import IO, Literal
+from typing import Literal
 
 from vidtwin_cli.callbacks import Warn
 from vidtwin_cli.atomic import atomic_output
+from vidtwin_cli.batch.claims import ClaimError, Claims
 from vidtwin_cli.errors import InputError, RuntimeFailure
 
 Status = Literal["ok", "failed"]
+LOCK_POLL_S = 0.02  # how often a process waiting for the manifest lock looks again
 
 
 @dataclass(frozen=True)
@@ -56,82 +59,92 @@ def utc_now() -> str:
 
 
 class JobLog:
-    """Open (or create) the manifest at `path`; `put` records, `close` compacts.
+    """The manifest at `path`: `get` and `put` records, `refresh` reads what other processes wrote.
 
-        with JobLog(out_dir / "batch-encode.jsonl", warn) as log:
-            previous = log.get(str(src))
-            log.put(JobRecord(str(src), str(dst), "ok", ...))
+        log = JobLog(out_dir / "batch-encode.jsonl", warn, claims)
+        previous = log.get(str(src))
+        log.put(JobRecord(str(src), str(dst), "ok", ...))
     """
 
-    def __init__(self, path: Path, warn: Warn) -> None:
+    def __init__(self, path: Path, warn: Warn, claims: Claims) -> None:
         self.path = Path(path)
-        self.warn = warn
+        self.warn, self.claims = warn, claims
         self.unwritable: str | None = None  # why the manifest could not be written, once it could not
         self.records: dict[str, JobRecord] = {}
         if self.path.is_dir():
             raise InputError(f"--manifest {self.path} is a directory")
         if not self.path.parent.is_dir():
             raise InputError(f"--manifest {self.path}: folder {self.path.parent} does not exist")
-        if self.path.exists():
-            self._load(warn)
-        self._compact()
-        self._file: IO[str] | None = open(self.path, "a", encoding="utf-8")
+        self._version: tuple[int, int, int] | None = None  # (inode, size, mtime) of the file read last
+        self._mine: set[str] = set()  # inputs this process recorded
+        self.refresh(warn)
+        self.initial = dict(self.records)  # as this process found them
+        self._write()  # one line per input from the start (an old file's duplicates and torn line go)
 
-    def _load(self, warn: Warn) -> None:
+    def refresh(self, warn: Warn | None = None) -> None:
+        """Take in the records other processes wrote since the last look; `warn` about lines that are no records."""
         try:
-            lines = self.path.read_text(encoding="utf-8").splitlines()
+            with open(self.path, "rb") as f:  # open, not stat: NFS revalidates a file on open
+                info = os.fstat(f.fileno())
+                version = (info.st_ino, info.st_size, info.st_mtime_ns)
+                if version == self._version:
+                    return
+                lines = f.read().decode("utf-8").splitlines()
+        except FileNotFoundError:
+            return
         except (OSError, UnicodeDecodeError) as e:
             raise InputError(f"{self.path}: cannot read the batch manifest ({e})") from e
+        self._version = version
+        found: dict[str, JobRecord] = {}
         for number, line in enumerate(lines, 1):
             if not line.strip():
                 continue
             try:
                 record = JobRecord.from_dict(json.loads(line))
             except (json.JSONDecodeError, TypeError) as e:
-                where = "its last line (torn by a crash)" if number == len(lines) else f"line {number}"
-                warn(f"{self.path}: ignoring {where}, not a job record ({e})")
+                if warn:
+                    where = "its last line (torn by a crash)" if number == len(lines) else f"line {number}"
+                    warn(f"{self.path}: ignoring {where}, not a job record ({e})")
                 continue
-            self.records[record.input] = record
+            found[record.input] = record
+        self.records = {**self.records, **found, **{i: self.records[i] for i in self._mine}}
 
-    def _compact(self) -> None:
+    def get(self, input: str) -> JobRecord | None:
+        return self.records.get(input)
+
+    def by_other(self, input: str) -> JobRecord | None:
+        """The record of `input` when another process wrote it after this one opened the manifest."""
+        record = self.records.get(input)
+        return record if input not in self._mine and record != self.initial.get(input) else None
+
+    def put(self, record: JobRecord) -> None:
+        """Record one input's outcome durably, merged with the records of every other process."""
+        self.records[record.input] = record
+        self._mine.add(record.input)
+        self._write()
+
+    def _write(self) -> None:
+        lock = self.path.with_name(f".{self.path.name}-lock")
         try:
+            while self.claims.take(lock) is None:  # held for one read and one write: milliseconds
+                time.sleep(LOCK_POLL_S)
+        except ClaimError as e:
+            self._unwritable(str(e))
+            return
+        try:
+            self.refresh()
             with atomic_output(self.path) as f:
                 f.write(_lines(self.records.values()).encode())
         except RuntimeFailure as e:  # atomic_output's translation of a full disk, a quota ...
             self._unwritable(str(e))
+        finally:
+            self.claims.release(lock)
 
     def _unwritable(self, reason: str) -> None:
         if self.unwritable is None:
             self.warn(f"{self.path}: the manifest cannot be written ({reason}); the batch goes on, and a "
                       "rerun finds finished outputs by verifying them")
         self.unwritable = reason
-
-    def get(self, input: str) -> JobRecord | None:
-        return self.records.get(input)
-
-    def put(self, record: JobRecord) -> None:
-        """Record one input's outcome durably (one appended line)."""
-        self.records[record.input] = record
-        assert self._file is not None, "put after close"
-        try:
-            self._file.write(_lines([record]))
-            self._file.flush()
-            os.fsync(self._file.fileno())
-        except OSError as e:
-            self._unwritable(e.strerror or str(e))
-
-    def close(self) -> None:
-        if self._file is not None:
-            with contextlib.suppress(OSError):  # a failed flush was reported by `put` already
-                self._file.close()
-            self._file = None
-            self._compact()
-
-    def __enter__(self) -> JobLog:
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.close()
 
 
 def _lines(records: Iterable[JobRecord]) -> str:

@@ -16,6 +16,7 @@ import dataclasses
 import logging
 import signal
 import threading
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -24,7 +25,7 @@ import torch
 from vidtwin_cli.atomic import remove_temporaries
 from vidtwin_cli.callbacks import Progress, Warn
 from vidtwin_cli.errors import RuntimeFailure, UsageError, one_line
-from vidtwin_cli.batch.jobs import Job, JobCancelled, Outcome, Worker, WorkerSpec, lost
+from vidtwin_cli.batch.jobs import END, Job, JobCancelled, Outcome, Worker, WorkerSpec, lost
 
 INSTALL_HINT = "pip install 'vidtwin[ray]'"
 LOCAL = "local"  # --ray local: start a private Ray instance on this machine
@@ -102,10 +103,17 @@ class RayPool:
         self.spec = dataclasses.replace(self.spec, device="cuda" if use_gpu else "cpu")
         return self.ray.remote(max_concurrency=2, **per_actor)(BatchActor)
 
-    def run(self, jobs: Iterator[Job], on_frames: Progress, on_done: Callable[[Outcome], None]) -> None:
-        """Run every job on the actor pool; returns when all are done, raises on a fatal error."""
-        job = next(jobs, None)
-        if job is None:  # nothing to do: do not even start Ray
+    def run(self, jobs: Iterator[Job | None], on_frames: Progress, on_done: Callable[[Outcome], None]) -> None:
+        """Run every job on the actor pool; returns when all are done, raises on a fatal error.
+
+        `jobs` yields None when it has nothing to start yet (inputs claimed elsewhere): asked again
+        after WAIT_S or when an actor is free.
+        """
+        job = next(jobs, END)
+        while job is None:  # Ray starts only once there is a file to work on
+            time.sleep(WAIT_S)
+            job = next(jobs, END)
+        if job is END:  # nothing to do: do not even start Ray
             return
         ray = self.ray
         started_ray = self._connect()
@@ -115,11 +123,17 @@ class RayPool:
         try:
             actor_class = self._actor_class()
             idle = [self._new_actor(actor_class) for _ in range(self.workers)]
-            while job is not None or in_flight:
-                while idle and job is not None:
+            while job is not END or in_flight:
+                if job is None and idle:
+                    job = next(jobs, END)
+                while idle and isinstance(job, Job):
                     actor = idle.pop()
                     in_flight[actor.run.remote(job)] = (actor, job)
-                    job = next(jobs, None)
+                    job = next(jobs, END)
+                if not in_flight:
+                    if job is None:
+                        time.sleep(WAIT_S)
+                    continue
                 done, _ = ray.wait(list(in_flight), num_returns=1, timeout=WAIT_S)
                 for ref in done:
                     actor, done_job = in_flight.pop(ref)

@@ -4,12 +4,13 @@
 within a tolerance of a byte target (the .vtw size): size falls roughly exponentially with CRF, so
 a secant step on log(bytes) converges in a few encodes. Where CRF cannot get there (past CRF 51,
 or into x264's jump to lossless at CRF 0) it searches the average bitrate (ABR) instead, scaling
-the bitrate by target / actual. Sizes are elementary-stream bytes (every packet, SPS/PPS included;
-no container), see docs/bench.md.
+the bitrate by target / actual. Every encode is muxed into an in-memory `.mp4` and its size is the
+whole file's (container, headers and every packet), as a `.vtw`'s is; see docs/bench.md.
 """
 
 from __future__ import annotations
 
+import io
 import math
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
@@ -23,22 +24,26 @@ from vidtwin_cli.callbacks import Progress
 from vidtwin_cli.errors import InputError, UsageError
 from vidtwin_cli.video.io import MIN_X265_WIDTH, VideoReader
 
-BASELINE_CODECS = {"libx264": "h264", "libx265": "hevc"}  # encoder -> decoder
+BASELINE_CODECS = ("libx264", "libx265")
 CRF_RANGE = (0.0, 51.0)
 START_CRF = 28.0
 CRF_SLOPE = math.log(2) / 6  # x264 rule of thumb: +6 CRF halves the size
 MAX_ENCODES = 10  # per search (CRF, then ABR)
-PRESET = "medium"
+PRESET = "medium"  # x264/x265's default; `bench --rd` also sweeps RD_PRESETS
+RD_PRESETS = ("medium", "veryslow")
+CONTAINER = "mp4"
 
 
 @dataclass(frozen=True)
 class EncodedStream:
-    """A baseline encode held in memory: CRF mode, or average-bitrate mode when `bit_rate` is set."""
+    """A baseline encode held in memory as a whole `.mp4` file: CRF mode, or average-bitrate mode when
+    `bit_rate` is set."""
 
     codec: str
     crf: float | None
     bit_rate: int | None
-    packets: tuple[bytes, ...]
+    preset: str
+    data: bytes  # the .mp4 file
     width: int
     height: int
     pix_fmt: str
@@ -47,7 +52,8 @@ class EncodedStream:
 
     @property
     def bytes(self) -> int:
-        return sum(len(p) for p in self.packets)
+        """Every byte of the file: container, codec headers and packets."""
+        return len(self.data)
 
     @property
     def duration(self) -> float:
@@ -55,64 +61,65 @@ class EncodedStream:
         return self.frames / float(self.fps)
 
 
+def unavailable(codec: str, width: int | None = None) -> str | None:
+    """Why this PyAV build cannot be the baseline `codec` for frames `width` px wide, or None when it can."""
+    if codec == "libx265" and width is not None and width < MIN_X265_WIDTH:
+        return f"x265 crashes on frames under {MIN_X265_WIDTH} px wide"
+    try:
+        av.codec.Codec(codec, "w")
+    except (av.codec.codec.UnknownCodecError, ValueError):
+        return f"this PyAV build's ffmpeg has no {codec} encoder"
+    return None
+
+
 def available_codecs(width: int | None = None) -> list[str]:
     """The baseline encoders this PyAV build offers (for frames `width` px wide), in preference order."""
-    out = []
-    for name in BASELINE_CODECS:
-        if name == "libx265" and width is not None and width < MIN_X265_WIDTH:
-            continue  # x265 would crash the process
-        try:
-            av.codec.Codec(name, "w")
-        except (av.codec.codec.UnknownCodecError, ValueError):
-            continue
-        out.append(name)
-    return out
+    return [name for name in BASELINE_CODECS if unavailable(name, width) is None]
 
 
-def _options(codec: str, crf: float | None) -> dict[str, str]:
-    opts = {"preset": PRESET} | ({"crf": f"{crf:.3f}"} if crf is not None else {})
-    if codec == "libx265":
-        opts["x265-params"] = "log-level=error"
+def _options(codec: str, crf: float | None, preset: str) -> dict[str, str]:
+    opts = {"preset": preset} | ({"crf": f"{crf:.3f}"} if crf is not None else {})
+    if codec == "libx265":  # info=0: no ~2 KB SEI of x265's version and settings in every file
+        opts["x265-params"] = "log-level=error:info=0"
     return opts
 
 
 def encode_frames(frames: Iterable[np.ndarray], fps: Fraction, codec: str, crf: float | None = None,
-                  bit_rate: int | None = None) -> EncodedStream:  # fmt: skip
-    """Encode RGB uint8 frames (H, W, 3) at a CRF or an average bitrate (bit/s); 4:2:0 for even sizes, else 4:4:4."""
+                  bit_rate: int | None = None, preset: str = PRESET) -> EncodedStream:  # fmt: skip
+    """Encode RGB uint8 frames (H, W, 3) at a CRF or an average bitrate (bit/s) into an in-memory .mp4;
+    4:2:0 for even sizes, else 4:4:4."""
     if (crf is None) == (bit_rate is None):
         raise ValueError("give exactly one of crf and bit_rate")
     if codec not in BASELINE_CODECS:
         raise UsageError(f"unknown baseline codec {codec!r} (use {', '.join(BASELINE_CODECS)})")
-    ctx: av.VideoCodecContext | None = None
-    packets: list[bytes] = []
-    width = height = 0
+    buffer = io.BytesIO()
+    width = height = count = 0
     pix_fmt = "yuv420p"
-    count = 0
-    for i, rgb in enumerate(frames):
-        if ctx is None:
-            height, width = rgb.shape[:2]
-            pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
-            ctx = av.CodecContext.create(codec, "w")
-            ctx.width, ctx.height, ctx.pix_fmt = width, height, pix_fmt
-            ctx.time_base, ctx.framerate = 1 / fps, fps
-            if bit_rate is not None:
-                ctx.bit_rate = bit_rate
-            ctx.options = _options(codec, crf)
-        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)
-        frame.pts = i
-        count += 1
-        packets.extend(bytes(p) for p in ctx.encode(frame))
-    if ctx is None:
-        raise InputError("no frames to encode")
-    packets.extend(bytes(p) for p in ctx.encode(None))  # flush the encoder
-    return EncodedStream(codec, crf, bit_rate, tuple(packets), width, height, pix_fmt, count, fps)
+    with av.open(buffer, "w", format=CONTAINER) as container:
+        stream: av.VideoStream | None = None
+        for i, rgb in enumerate(frames):
+            if stream is None:
+                height, width = rgb.shape[:2]
+                pix_fmt = "yuv420p" if width % 2 == 0 and height % 2 == 0 else "yuv444p"
+                stream = container.add_stream(codec, rate=fps)
+                stream.width, stream.height, stream.pix_fmt = width, height, pix_fmt
+                if bit_rate is not None:
+                    stream.codec_context.bit_rate = bit_rate
+                stream.options = _options(codec, crf, preset)
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format=pix_fmt)
+            frame.pts = i
+            count += 1
+            container.mux(stream.encode(frame))
+        if stream is None:
+            raise InputError("no frames to encode")
+        container.mux(stream.encode(None))  # flush the encoder
+    return EncodedStream(codec, crf, bit_rate, preset, buffer.getvalue(), width, height, pix_fmt, count, fps)
 
 
 def decode_stream(stream: EncodedStream) -> Iterator[np.ndarray]:
     """The decoded frames of an `EncodedStream`, RGB uint8 (H, W, 3)."""
-    ctx = av.CodecContext.create(BASELINE_CODECS[stream.codec], "r")
-    for data in (*stream.packets, None):
-        for frame in ctx.decode(av.Packet(data) if data is not None else None):
+    with av.open(io.BytesIO(stream.data)) as container:
+        for frame in container.decode(video=0):
             yield np.ascontiguousarray(frame.to_ndarray(format="rgb24"))
 
 

@@ -35,8 +35,8 @@ def bd_rate(reference: list[tuple[float, float]], test: list[tuple[float, float]
     return float((math.exp(integrals[1] - integrals[0]) - 1) * 100)
 
 
-def rd_bd_rates(rd: dict[str, list[dict]], reference: str = "libx264") -> dict[str, dict[str, float | None]]:
-    """BD-rate (PSNR and LPIPS) of every other curve of a `bench --rd` result against `reference`."""
+def rd_bd_rates(rd: dict[str, list[dict]], reference: str) -> dict[str, dict[str, float | None]]:
+    """BD-rate (PSNR and LPIPS) of every other curve of a `bench --rd` result against the curve `reference`."""
     if reference not in rd:
         return {}
     out = {}

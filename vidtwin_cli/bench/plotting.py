@@ -82,19 +82,43 @@ def _speed_panels(axes: Any, report: dict) -> None:
 
 
 def _rd_panels(axes: Any, video: dict) -> None:
+    """RD curves per metric; the bicubic baseline (values, not bytes) as a level line; BD-rates in a corner."""
+    bicubic = video.get("resample")
     for ax, (key, label) in zip(axes, QUALITY_AXES):
         for name, points in video["rd"].items():
             xy = [(p["kbit_per_s"], _number(p[key])) for p in points if _number(p[key]) is not None]
             if xy:
                 xs, ys = zip(*sorted(xy))
-                ax.plot(xs, ys, marker="o", label=name)
+                ax.plot(xs, ys, marker="o", label=name, linestyle="--" if name.startswith("libx") else "-")
+        level = _number(_bicubic_value(bicubic, key)) if bicubic else None
+        if level is not None:
+            ax.axhline(level, color="gray", linestyle=":", label=f"bicubic, model's {bicubic['values']:,} values")
         ax.set_xscale("log")
-        ax.set_xlabel("kbit/s")
+        ax.set_xlabel("kbit/s (whole files)")
         ax.set_ylabel(label)
         ax.set_title(f"{Path(video['input']).name}: rate-distortion")
         ax.grid(True, which="both", alpha=0.3)
         if ax.lines:
-            ax.legend()
+            ax.legend(fontsize="small")
+        if key in ("psnr", "lpips") and (text := _bd_text(video.get("bd_rate", {}), key)):
+            ax.text(0.98, 0.02, text, transform=ax.transAxes, ha="right", va="bottom", fontsize="small",
+                    bbox={"facecolor": "white", "alpha": 0.8})  # fmt: skip
+
+
+def _bicubic_value(resample: dict, key: str) -> object:
+    q = resample["quality"]
+    return q["psnr"]["pooled"] if key == "psnr" else q[key]["mean"] if q.get(key) else None
+
+
+def _bd_text(bd: dict, key: str) -> str:
+    """'BD-rate (PSNR) vs libx264 medium' and one line per vidtwin curve."""
+    lines = []
+    for reference, curves in bd.items():
+        rows = [f"  {name}: {v[key]:+.1f}%" for name, v in curves.items()
+                if name.startswith("vidtwin") and _number(v[key]) is not None]  # fmt: skip
+        if rows:
+            lines += [f"BD-rate ({key.upper()}) vs {reference}", *rows]
+    return "\n".join(lines)
 
 
 def _matched_panels(axes: Any, video: dict) -> None:

@@ -8,6 +8,7 @@ dtype without running the model again); decoding is `pipeline.decoded_frames`, t
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import logging
 import time
@@ -20,7 +21,7 @@ from torch import nn
 
 from vidtwin_cli.callbacks import Progress, Warn
 from vidtwin_cli.bench.bdrate import rd_bd_rates
-from vidtwin_cli.bench.baseline import available_codecs, decode_stream, encode_at_bytes, encode_frames
+from vidtwin_cli.bench.baseline import RD_PRESETS, available_codecs, decode_stream, encode_at_bytes, encode_frames, unavailable
 from vidtwin_cli.bench.speed import PeakMemory, report_header, synthetic_clips
 from vidtwin_cli.vtw.container import describe_vtw, open_vtw, read_vtw, write_vtw
 from vidtwin_cli.vtw.entropy import DEFAULT_KEYINT, DEFAULT_QUALITY, latent_sigma, step_for_quality
@@ -52,7 +53,8 @@ class VideoBenchOptions:
     batch_size: int = 1
     baselines: tuple[str, ...] = ("libx264", "libx265")  # those this PyAV build lacks are skipped
     tolerance: float = 0.05  # baseline size within ±5 % of the .vtw
-    rd: bool = False  # also sweep rates (entropy qualities in RD_QUALITIES, every raw dtype; baseline CRFs in RD_CRFS)
+    rd: bool = False  # also sweep rates (entropy qualities in RD_QUALITIES, every raw dtype; baseline CRFs in RD_CRFS
+    # at each of RD_PRESETS)
     lpips: nn.Module | None = None
     lpips_every: int = 1
 
@@ -65,8 +67,10 @@ class VideoBenchOptions:
             raise UsageError("--repeat must be >= 1")
 
 
-def restore(src: Path, dst: Path, dtype: str, quality: int = DEFAULT_QUALITY) -> int:
+def restore(src: Path, dst: Path, dtype: str, quality: int = DEFAULT_QUALITY, clock: Stopwatch | None = None) -> int:
     """Re-store the latents of `src` in another latent dtype (entropy: at `quality`); returns the new file's bytes.
+
+    `clock` times the writing alone (quantising, coding, the file), as `vidtwin encode` spends it after the model.
 
     Entropy coding takes its step from the first clip, as `vidtwin encode` does; the file keeps no audio
     (every storage is compared on latents alone).
@@ -76,7 +80,9 @@ def restore(src: Path, dst: Path, dtype: str, quality: int = DEFAULT_QUALITY) ->
     if dtype == ENTROPY:
         first = vtw.latents.select(slice(0, vtw.header.tiles_per_clip))
         coding = {"step": step_for_quality(quality, latent_sigma(first) or 1.0), "keyint": DEFAULT_KEYINT}
-    return write_vtw(dst, dataclasses.replace(vtw, header=dataclasses.replace(vtw.header, dtype=dtype, **coding)))
+    restored = dataclasses.replace(vtw, header=dataclasses.replace(vtw.header, dtype=dtype, **coding))
+    with clock.timing() if clock else contextlib.nullcontext():
+        return write_vtw(dst, restored)
 
 
 def _quality(cfg_frames: int, tile: int | None, options: VideoBenchOptions, device: torch.device) -> VideoQuality:
@@ -160,14 +166,16 @@ def bench_video(
         "compression_rate": cfg.compression_rate,
         "rate": rate,
         "runs": results,
+        "coding_share": _coding_share(rate, results),
         "baselines": [_baseline(src, codec, target, info.duration, cfg.frames, options, sessions[first].device, progress)
                       for codec in options.baselines if codec in available_codecs(info.width)],
+        "skipped_baselines": {codec: why for codec in options.baselines if (why := unavailable(codec, info.width))},
         "resample": _resample_baseline(src, info, clips * header.tiles_per_clip * cfg.latent_values, cfg.frames,
                                        options, sessions[first].device, progress),
     }  # fmt: skip
     if options.rd:
         out["rd"] = _rd_sweep(src, reference, workdir, stem, info, sessions[first], options, progress)
-        out["bd_rate"] = rd_bd_rates(out["rd"])  # percent bytes against x264 at equal PSNR / LPIPS
+        out["bd_rate"] = {name: rd_bd_rates(out["rd"], name) for name in out["rd"] if name.startswith("libx264")}
     return out
 
 
@@ -176,16 +184,29 @@ def _kbps(nbytes: int, duration: float) -> float | None:
 
 
 def _rates(reference: Path, workdir: Path, stem: str) -> dict:
-    """Bytes and bitrate of the same latents in every storage (entropy at the default quality, raw dtypes)."""
+    """Bytes and bitrate of the same latents in every storage (entropy at the default quality, raw dtypes),
+    and the seconds storing them costs: `write_s` (from float latents to the file) and `read_s` (opening,
+    which checks every chunk, and reading every clip back to float latents)."""
     rate = {}
     for dtype in STORAGES:
         path = workdir / f"{stem}.rate.{dtype}.vtw"
-        nbytes = restore(reference, path, dtype)
-        with open_vtw(path) as reader:
-            d = describe_vtw(reader.header, nbytes)
+        write, read = Stopwatch(), Stopwatch()
+        nbytes = restore(reference, path, dtype, clock=write)
+        with read.timing(), open_vtw(path) as reader:
+            for _ in reader.iter_clips():
+                pass
+        d = describe_vtw(reader.header, nbytes)
         rate[dtype] = {"bytes": nbytes, "kbit_per_s": d["bitrate_bps"] / 1000 if d["bitrate_bps"] else None,
-                       "compression_vs_raw": d["compression_vs_raw"], "overhead_bytes": d["overhead_bytes"]}  # fmt: skip
+                       "compression_vs_raw": d["compression_vs_raw"], "overhead_bytes": d["overhead_bytes"],
+                       "bits_per_value": d["bits_per_value"], "write_s": write.seconds, "read_s": read.seconds}  # fmt: skip
     return rate
+
+
+def _coding_share(rate: dict, runs: list[dict]) -> dict:
+    """Storage time against the model's: per storage, (write + read seconds) / (median encode + decode seconds)
+    of each precision's run."""
+    return {p["precision"]: {dtype: (r["write_s"] + r["read_s"]) / (p["encode_s"]["median"] + p["decode_s"]["median"])
+                             for dtype, r in rate.items()} for p in runs}  # fmt: skip
 
 
 def _baseline(src: Path, codec: str, target: int, duration: float, clip_frames: int, options: VideoBenchOptions,
@@ -223,7 +244,8 @@ def _resample_baseline(src: Path, info: VideoInfo, budget: int, clip_frames: int
 
 def _rd_sweep(src: Path, reference: Path, workdir: Path, stem: str, info: VideoInfo, session: ModelSession,
               options: VideoBenchOptions, progress: Progress | None) -> dict:  # fmt: skip
-    """Rate–distortion points: VidTwin entropy-coded over RD_QUALITIES and raw in every dtype, baselines over RD_CRFS."""
+    """Rate–distortion points: VidTwin entropy-coded over RD_QUALITIES and raw in every dtype, each baseline over
+    RD_CRFS at each of RD_PRESETS (curves named "libx264 medium" etc.)."""
     loaded, runner = session.load()
     cfg, duration = loaded.config, info.duration
     tile = cfg.image_size if options.fit == "tile" else None
@@ -247,14 +269,15 @@ def _rd_sweep(src: Path, reference: Path, workdir: Path, stem: str, info: VideoI
     for codec in options.baselines:
         if codec not in available_codecs(info.width):
             continue
-        curves[codec] = []
-        for crf in RD_CRFS:
-            with VideoReader(src) as video:
-                stream = encode_frames(video, video.fps, codec, float(crf))
-            q = compare(src, decode_stream(stream), _quality(cfg.frames, None, options, session.device))
-            curves[codec].append(point(stream.bytes, q, crf=crf))
-            if progress:
-                progress(1)
+        for preset in RD_PRESETS:
+            curve = curves[f"{codec} {preset}"] = []
+            for crf in RD_CRFS:
+                with VideoReader(src) as video:
+                    stream = encode_frames(video, video.fps, codec, float(crf), preset=preset)
+                q = compare(src, decode_stream(stream), _quality(cfg.frames, None, options, session.device))
+                curve.append(point(stream.bytes, q, crf=crf, preset=preset))
+                if progress:
+                    progress(1)
     return curves
 
 
@@ -275,7 +298,7 @@ def trimmed_copy(src: Path, trim: Trim, dst: Path) -> Path:
 def video_steps(options: VideoBenchOptions, precisions: int) -> int:
     """Progress steps `bench_video` reports for one input (for a progress total)."""
     codecs = len([c for c in options.baselines if c in available_codecs()])
-    rd_points = len(RD_QUALITIES) + len(LATENT_DTYPES) + codecs * len(RD_CRFS)
+    rd_points = len(RD_QUALITIES) + len(LATENT_DTYPES) + codecs * len(RD_PRESETS) * len(RD_CRFS)
     return options.repeat * precisions + codecs + 1 + (rd_points if options.rd else 0)
 
 

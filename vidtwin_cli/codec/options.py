@@ -14,6 +14,7 @@ from vidtwin_cli.defaults import DEFAULT_MAX_SIDE
 from vidtwin_cli.errors import InputError, UsageError
 from vidtwin_cli.video.info import MAX_SIDE, FitMode, Geometry, VideoInfo, check_fit
 from vidtwin_cli.video.io import DEFAULT_CODEC, Trim, VideoWriter
+from vidtwin_cli.video.span import Span
 from vidtwin_cli.vtw.coded import EntropyCoding
 from vidtwin_cli.vtw.container import Storage
 from vidtwin_cli.vtw.entropy import DEFAULT_KEYINT, DEFAULT_QUALITY
@@ -39,6 +40,7 @@ class EncodeOptions:
     keyint: int = DEFAULT_KEYINT  # entropy: a key clip every keyint clips
     audio: bool = True  # keep the source's audio packets (entropy-coded files only)
     trim: Trim = Trim()  # the part of the video to encode (--start/--duration/--frames); all of it by default
+    strict: bool = False  # a damaged or cut input is an error, not a warning that names the frames kept
 
     def __post_init__(self) -> None:
         check_fit(self.fit)
@@ -55,26 +57,37 @@ class EncodeOptions:
 
 @dataclass(frozen=True)
 class DecodeOptions:
-    """Which latents to decode and whether other weights than the file's may do it."""
+    """Which latents to decode, which part of the video, and whether other weights than the file's may do it."""
 
     only: Only | None = None  # decode one latent alone
     force: bool = False  # decode with weights other than those the file records (warns)
+    span: str | None = None  # the part to decode, `--range` syntax (video/span.py); None: all of it
 
     def __post_init__(self) -> None:
         if self.only is not None and self.only not in ONLY:
             raise UsageError(f"--only must be one of {', '.join(ONLY)}")
+        _ = self.range  # a bad range fails here, before any file is read
+
+    @property
+    def range(self) -> Span | None:
+        return Span.parse(self.span) if self.span is not None else None
 
 
 @dataclass(frozen=True)
 class SwapOptions:
     """Cross-reenactment: which span of the dynamics video is swapped, and .vtw storage."""
 
-    span: str | None = None  # 'START:END' in seconds of the dynamics video; None swaps it all
+    span: str | None = None  # the part of the dynamics video swapped, `--range` syntax (video/span.py); None: all
     dtype: LatentDtype = ENTROPY  # latent storage when the output is a .vtw (entropy: the dynamics file's step)
     force: bool = False  # as DecodeOptions.force
 
     def __post_init__(self) -> None:
         check_latent_dtype(self.dtype)
+        _ = self.range  # a bad range fails here, before any file is read
+
+    @property
+    def range(self) -> Span | None:
+        return Span.parse(self.span) if self.span is not None else None
 
 
 @dataclass(frozen=True)

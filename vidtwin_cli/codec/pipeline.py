@@ -8,6 +8,7 @@ validated (`codec/options.py`); results leave as dataclasses (`codec/results.py`
 from __future__ import annotations
 
 import contextlib
+import dataclasses
 import time
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
@@ -31,6 +32,7 @@ from vidtwin_cli.errors import InputError, ModelError
 from vidtwin_cli.video.frames import FrameArray
 from vidtwin_cli.video.info import Geometry, VideoInfo
 from vidtwin_cli.video.io import Trim, VideoReader, VideoWriter, iter_clips
+from vidtwin_cli.video.span import excerpt, frame_times
 from vidtwin_cli.video.tiling import clip_frames, frames_to_tiles
 from vidtwin_cli.atomic import STDIO
 from vidtwin_cli.video.audio import AudioPacket, read_audio
@@ -78,25 +80,29 @@ class MemoryVtw:
 
 
 @contextlib.contextmanager
-def open_latents(src: LatentSource) -> Iterator[Latent]:
-    """A `.vtw` path opened (and validated) for decoding, or an in-memory `VtwFile` as is."""
+def open_latents(src: LatentSource, lazy: bool = False) -> Iterator[Latent]:
+    """A `.vtw` path opened (and validated) for decoding, or an in-memory `VtwFile` as is.
+
+    `lazy`: a 2.0 file is checked as it is read, so a part of it costs reading that part (`open_vtw`)."""
     if isinstance(src, VtwFile):
         yield MemoryVtw(src)
         return
-    with open_vtw(src) as reader:
+    with open_vtw(src, lazy=lazy) as reader:
         yield reader
 
 
 def open_video(src: VideoSource, fps: float | Fraction | None = None, format: str | None = None,
-               trim: Trim = Trim()) -> VideoReader | FrameArray:  # fmt: skip
-    """A video file ("-": stdin, with `format`; the `trim`med part) or an array of frames (with `fps`), for `with`."""
+               trim: Trim = Trim(), strict: bool = False) -> VideoReader | FrameArray:  # fmt: skip
+    """A video file ("-": stdin, with `format`; the `trim`med part) or an array of frames (with `fps`), for `with`.
+
+    `strict`: a damaged or cut file is an InputError instead of a warning (`VideoReader`)."""
     if isinstance(src, (np.ndarray, torch.Tensor)):
         if fps is None:
             raise InputError("encoding an array of frames needs its frame rate (fps)")
         if not trim.whole:
             raise InputError("trim an array of frames by slicing it")
         return FrameArray(src, fps)
-    return VideoReader(src, format, trim)
+    return VideoReader(src, format, trim, strict)
 
 
 def _source_name(src: VideoSource | LatentSource) -> str:
@@ -138,7 +144,7 @@ def encoding(
 ) -> Iterator[tuple[VideoReader | FrameArray, LoadedModel, ModelRunner, Geometry]]:
     """Open the video (a bad input fails here, before the model loads), then the model, and plan the tiles:
     what `encode_video` and `encode_latents` start with."""
-    with open_video(src, fps, format, options.trim) as video:
+    with open_video(src, fps, format, options.trim, options.strict) as video:
         loaded, runner = session.load()
         geometry = Geometry.plan(video.width, video.height, loaded.config.image_size, options.fit)
         note_dropped(video, geometry, session.warn)
@@ -182,7 +188,7 @@ def encode_video(
             for latents in _encoded_clips(video, geometry, runner, options, progress):
                 writer.add(latents)
             if options.audio and options.trim.whole:
-                _keep_audio(src, writer, session.warn)
+                _keep_audio(src, video.audio_streams, writer, session.warn)
             elif video.audio_streams:
                 why = "left out (--no-audio)" if not options.audio else "not kept by a trimmed encode (--start/--duration/--frames)"
                 session.warn(f"{video.name} has audio, {why}: the decoded video will be silent")
@@ -202,10 +208,11 @@ def encode_video(
     )  # fmt: skip
 
 
-def _keep_audio(src: VideoSource, writer: CodedWriter | VtwWriter, warn: Callable[[str], None]) -> None:
+def _keep_audio(src: VideoSource, audio_streams: int, writer: CodedWriter | VtwWriter,
+                warn: Callable[[str], None]) -> None:  # fmt: skip
     """Store the source file's audio packets in a 2.0 writer; say so when they cannot be kept."""
-    if not isinstance(src, (str, Path)):
-        return  # frames in memory have no audio
+    if not isinstance(src, (str, Path)) or not audio_streams:
+        return  # frames in memory, or a video without audio
     if str(src) == STDIO:
         warn("the audio of a piped input is not kept (encode the file itself to keep it)")
         return
@@ -285,35 +292,40 @@ def clip_decoded(runner: ModelRunner, latents: Latents, geometry: Geometry,
 
 
 def decoded_frames(latent: Latent, runner: ModelRunner, only: str | None = None, progress: Progress | None = None,
-                   clock: Stopwatch | None = None) -> Iterator[np.ndarray]:  # fmt: skip
-    """Frames (H, W, 3) uint8 of decoded latents, one at a time, with the source's frame count.
+                   clock: Stopwatch | None = None, frames: tuple[int, int] | None = None) -> Iterator[np.ndarray]:  # fmt: skip
+    """Frames (H, W, 3) uint8 of decoded latents, one at a time: the source's frames, or `frames` [first, stop) of them.
 
-    Memory is bounded by one clip of uint8 frames (tile mode) or one frame (resize), whatever size
+    Only the clips holding the frames asked for are read and decoded (a clip of a 2.0 file from its key
+    clip). Memory is bounded by one clip of uint8 frames (tile mode) or one frame (resize), whatever size
     the file claims (`video/tiling.py`). `clock` collects the time spent in the model and untiling.
     """
-    geometry = latent.header.geometry
+    geometry, t = latent.header.geometry, latent.header.model.config.frames
+    first, stop = frames or (0, latent.header.video.frame_count)
 
-    def frames() -> Iterator[np.ndarray]:
-        for latents in latent.iter_clips():
-            clip = clip_decoded(runner, latents, geometry, only)
-            while True:
+    def decoded() -> Iterator[np.ndarray]:
+        for k in range(first // t, -(-stop // t)):
+            clip = clip_decoded(runner, latent.clip(k), geometry, only)
+            for index in range(k * t, (k + 1) * t):
                 with clock.timing() if clock else contextlib.nullcontext():
                     frame = next(clip, None)
                 if frame is None:
                     break
-                yield frame
+                if index >= first:
+                    yield frame
 
-    return trimmed(frames(), latent.header.video.frame_count, progress)
+    return trimmed(decoded(), stop - first, progress)
 
 
 def write_frames(dst: Path | str, info: VideoInfo, geometry: Geometry, frames: Iterable[np.ndarray],
-                 output: VideoOutput, audio: Latent | None = None,
-                 warn: Callable[[str], None] | None = None) -> int:  # fmt: skip
+                 output: VideoOutput, audio: Latent | None = None, warn: Callable[[str], None] | None = None,
+                 window: tuple[float, float] = (0.0, np.inf)) -> int:  # fmt: skip
     """Write frames with the timing of `info` at the geometry's output size; returns the count.
 
     With `audio` (an open 2.0 file holding audio), its packets are muxed beside the video when the
     output container can hold their codec, each once the video has reached its time (so the muxer
     interleaves them with bounded buffering); `warn` hears about codecs the container cannot hold.
+    `window` [start, end) in seconds of the file's timeline: only the packets in it, moved to start at 0
+    (the audio of a `--range`).
     """
     width, height = geometry.output_size
     tracks = audio.audio if isinstance(audio, CodedReader) else []
@@ -322,7 +334,7 @@ def write_frames(dst: Path | str, info: VideoInfo, geometry: Geometry, frames: I
         if refused and warn:
             warn(f"{out.name}: this container cannot hold {', '.join(refused)} audio; the video is written "
                  "without it (.mkv holds it)")
-        sound = _timed_packets(audio) if tracks else iter(())
+        sound = _timed_packets(audio, *window) if tracks else iter(())
         pending, times = next(sound, None), frame_times(info)
         for i, frame in enumerate(frames):
             out.write(frame)  # raises past info.frame_count
@@ -335,44 +347,57 @@ def write_frames(dst: Path | str, info: VideoInfo, geometry: Geometry, frames: I
         return out.frames_written
 
 
-def frame_times(info: VideoInfo) -> np.ndarray:
-    """Presentation time in seconds of every frame (timestamps for VFR, index / fps otherwise)."""
-    if info.pts is not None:
-        return np.asarray(info.pts, dtype=np.float64) * float(info.time_base)
-    return np.arange(info.frame_count, dtype=np.float64) / float(info.fps)
-
-
-def _timed_packets(reader: CodedReader) -> Iterator[tuple[float, int, list[AudioPacket]]]:
-    """(seconds, track, [packet]) of a file's audio in stored order (the source demuxer's)."""
+def _timed_packets(reader: CodedReader, start: float = 0.0, end: float = np.inf,
+                   ) -> Iterator[tuple[float, int, list[AudioPacket]]]:  # fmt: skip
+    """(seconds, track, [packet]) of a file's audio in stored order (the source demuxer's), the packets
+    timed in [start, end) only, moved earlier by `start`; reading stops once every track has passed `end`.
+    A part that starts with the first frame keeps what comes before it (encoder priming, untimed packets)."""
+    past: set[int] = set()
     for track, packets in reader.audio_packets():
         base = reader.audio[track].time_base
+        shift = round(start / base)
         for p in packets:
             time = p.dts if p.dts is not None else p.pts
-            yield (float(time * base) if time is not None else -np.inf), track, [p]
+            seconds = float(time * base) if time is not None else -np.inf
+            if seconds >= end:
+                past.add(track)
+                if len(past) == len(reader.audio):
+                    return
+            elif seconds >= start or start <= 0:
+                moved = dataclasses.replace(p, pts=_minus(p.pts, shift), dts=_minus(p.dts, shift)) if shift else p
+                yield seconds - start, track, [moved]
+
+
+def _minus(time: int | None, shift: int) -> int | None:
+    return None if time is None else time - shift
 
 
 @contextlib.contextmanager
 def decoding(src: LatentSource, session: ModelSession, options: DecodeOptions, on_start: OnStart | None = None,
-             output: VideoOutput | None = None) -> Iterator[tuple[Latent, ModelRunner]]:  # fmt: skip
-    """Open latents and the model that may decode them (`--model`, else the one the file records).
+             output: VideoOutput | None = None) -> Iterator[tuple[Latent, ModelRunner, tuple[int, int]]]:  # fmt: skip
+    """Open latents and the model that may decode them (`--model`, else the one the file records), with the
+    [first, stop) frames to decode (all of them, or those of `options.span`).
 
-    With `output`, frames larger than it allows are refused first, before the model loads."""
-    with open_latents(src) as latent:
+    With `output`, frames larger than it allows are refused first, before the model loads; so is a bad range.
+    A range opens a 2.0 file lazily: only its metadata, index and the clips the range needs are read."""
+    span = options.range
+    with open_latents(src, lazy=span is not None) as latent:
         header = latent.header
+        frames = span.frames(header.video, latent.name) if span else (0, header.video.frame_count)
         if output is not None:
             output.check_size(header.geometry, latent.name)
         loaded, runner = session.load(header.model)
         check_model(loaded, header, latent.name, options.force, session.warn)
         if on_start:
-            on_start(header.video.frame_count)
-        yield latent, runner
+            on_start(frames[1] - frames[0])
+        yield latent, runner, frames
 
 
 def iter_decoded(src: LatentSource, session: ModelSession, options: DecodeOptions = DecodeOptions(),
                  progress: Progress | None = None, on_start: OnStart | None = None) -> Iterator[np.ndarray]:  # fmt: skip
-    """Decoded frames (H, W, 3) uint8 of a .vtw or in-memory latents, streamed clip by clip."""
-    with decoding(src, session, options, on_start) as (latent, runner):
-        yield from decoded_frames(latent, runner, options.only, progress)
+    """Decoded frames (H, W, 3) uint8 of a .vtw or in-memory latents (`options.span`'s part), streamed clip by clip."""
+    with decoding(src, session, options, on_start) as (latent, runner, frames):
+        yield from decoded_frames(latent, runner, options.only, progress, frames=frames)
 
 
 def decode_vtw(
@@ -385,14 +410,19 @@ def decode_vtw(
     progress: Progress | None = None,
     on_start: OnStart | None = None,
 ) -> DecodeResult:
-    """Decode latents to a video with the source's frame count, timing and size."""
+    """Decode latents to a video with the source's frame count, timing and size (with `options.span`: that
+    part's frames, timed from 0, and its audio)."""
     started = time.perf_counter()
     check_writable(Path(dst), (Path(src),) if isinstance(src, (str, Path)) else ())
     output = output or VideoOutput()
-    with decoding(src, session, options, on_start, output) as (latent, runner):
+    with decoding(src, session, options, on_start, output) as (latent, runner, (first, stop)):
         header = latent.header
-        frames = decoded_frames(latent, runner, options.only, progress)
-        count = write_frames(dst, header.video, header.geometry, frames, output, latent, session.warn)
+        info = excerpt(header.video, first, stop)
+        times = frame_times(header.video)
+        window = (float(times[first]), float(times[stop]) if stop < len(times) else np.inf)
+        frames = decoded_frames(latent, runner, options.only, progress, frames=(first, stop))
+        count = write_frames(dst, info, header.geometry, frames, output, latent, session.warn, window)
     width, height = header.geometry.output_size
     return DecodeResult(_source_name(src), str(dst), count, width, height, float(header.video.fps),
-                        time.perf_counter() - started, str(session.device), session.precision, options.only)  # fmt: skip
+                        time.perf_counter() - started, str(session.device), session.precision, options.only,
+                        [first, stop] if options.span else None, window[0] if options.span else None)  # fmt: skip

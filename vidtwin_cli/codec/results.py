@@ -56,6 +56,8 @@ class DecodeResult(VideoJobResult):
     """A `.vtw` decoded to a video file."""
 
     only: str | None
+    range_frames: list[int] | None = None  # [first, stop) frames of the source decoded (--range)
+    range_start_s: float | None = None  # the source time of the first of them
 
 
 @dataclass(frozen=True)

@@ -25,35 +25,21 @@ from vidtwin_cli.atomic import check_writable
 from vidtwin_cli.codec.model_session import ModelSession
 from vidtwin_cli.codec.options import EncodeOptions, SwapOptions, VideoOutput
 from vidtwin_cli.codec.pipeline import (
-    Latent, LatentSource, MemoryVtw, check_model, clip_decoded, decoded_frames, encode_latents, frame_times,
-    open_latents, trimmed, write_frames,
+    Latent, LatentSource, MemoryVtw, check_model, clip_decoded, decoded_frames, encode_latents, open_latents, trimmed,
+    write_frames,
 )  # fmt: skip
 from vidtwin_cli.codec.results import SwapResult
 from vidtwin_cli.codec.runtime import ModelRunner
-from vidtwin_cli.errors import InputError, ModelError
+from vidtwin_cli.errors import ModelError
 from vidtwin_cli.video.info import Geometry, VideoInfo
 from vidtwin_cli.video.io import VideoReader, iter_clips
+from vidtwin_cli.video.span import frame_times
 from vidtwin_cli.video.tiling import frames_to_tiles, resize_clip
 from vidtwin_cli.vtw.container import CodedReader, CodedWriter, EntropyCoding, Storage, VtwFile, VtwHeader, vtw_writer
 from vidtwin_cli.vtw.entropy import DEFAULT_KEYINT, DEFAULT_QUALITY, latent_sigma, step_for_quality
 from vidtwin_cli.vtw.header import ENTROPY
 
 SwapSource = LatentSource  # a .vtw path (or an in-memory VtwFile), or any other path: a video file
-
-
-def parse_range(text: str, duration: float) -> tuple[float, float]:
-    """'START:END' in seconds (either side may be empty) within [0, duration]."""
-    start_s, sep, end_s = text.partition(":")
-    try:
-        start = float(start_s) if start_s else 0.0
-        end = float(end_s) if end_s else duration
-    except ValueError:
-        sep = ""
-    if not sep:
-        raise InputError(f"--range {text!r} must be START:END in seconds, e.g. 1.5:4")
-    if not (0 <= start < end) or start >= duration or end > duration + 1e-6:
-        raise InputError(f"--range {text} is outside the dynamics video (0 to {duration:.3f} s) or empty")
-    return start, end
 
 
 def swap_latents(structure_from: Latents, dynamics_from: Latents) -> Latents:
@@ -122,23 +108,25 @@ def swap_vtw(
     """Structure of A with the dynamics of B: A's geometry, B's timeline; a `dst` ending in .vtw stores latents.
 
     A and B are `.vtw` files (or `VtwFile`s) or video files, which are encoded first (`--fit tile`).
-    With `options.span` ('START:END', seconds of B) only frames in that span are swapped, the rest is
+    With `options.span` (a `--range` of B, video/span.py) only frames in that span are swapped, the rest is
     B's own reconstruction (per frame for video output; for .vtw output per clip, every clip that
-    overlaps the span).
+    overlaps the span); a `.vtw` A is then opened lazily: only the clips showing during the span are read.
     """
     started = time.perf_counter()
     as_vtw = Path(dst).suffix == ".vtw"
     output = output or VideoOutput()
     check_writable(Path(dst), tuple(Path(s) for s in (a_src, b_src) if isinstance(s, (str, Path))))
     with contextlib.ExitStack() as stack:
-        a_file, b_file = (stack.enter_context(open_latents(s)) if is_latents(s) else None for s in (a_src, b_src))
+        lazy = (options.span is not None, False)  # B is read whole (the output is B's timeline); A only in the span
+        a_file, b_file = (stack.enter_context(open_latents(s, part)) if is_latents(s) else None
+                          for s, part in zip((a_src, b_src), lazy))  # fmt: skip
         files = [f for f in (a_file, b_file) if f is not None]
         if len(files) == 2 and a_file.header.model.weights_sha256 != b_file.header.model.weights_sha256:
             ha, hb = a_file.header.model, b_file.header.model
             raise ModelError(f"{a_file.name} and {b_file.name} come from different models "
                              f"({ha.spec} {ha.weights_sha256[:12]} vs {hb.spec} {hb.weights_sha256[:12]})")
-        if b_file is not None and options.span:  # a bad --range fails before the model loads
-            parse_range(options.span, b_file.header.video.duration)
+        if b_file is not None and options.range:  # a bad --range fails before the model loads
+            options.range.frames(b_file.header.video, b_file.name)
         if not as_vtw and a_file is not None:  # A's geometry is the output's
             output.check_size(a_file.header.geometry, a_file.name)
         loaded, runner = session.load(files[0].header.model if files else None)
@@ -149,17 +137,19 @@ def swap_vtw(
         info, geometry, t = on_timeline(b.header.video, a.header.video), a.header.geometry, loaded.config.frames
         if on_start:
             on_start(info.frame_count)
-        times = frame_times(info)
-        start, end = parse_range(options.span, info.duration) if options.span else (-np.inf, np.inf)
-        inside = (times >= start) & (times < end)  # per frame of B
+        first, stop = options.range.frames(info, b.name) if options.range else (0, info.frame_count)
+        inside = np.zeros(info.frame_count, dtype=bool)  # per frame of B
+        inside[first:stop] = True
         structure_clip = _structure_clips(a.header, info, t)
         swapped_clips = 0
 
-        def mixed(i: int, lat_b: Latents) -> tuple[Latents, np.ndarray]:
+        def mixed(i: int, lat_b: Latents) -> tuple[Latents | None, np.ndarray]:
+            """The swapped latents of B's clip i (None when no frame of it is in the span: A is not read) and
+            which of its frames are in the span."""
             mask = np.zeros(t, dtype=bool)  # padded tail frames count as outside
             real = inside[i * t : (i + 1) * t]
             mask[: len(real)] = real
-            return swap_latents(a.clip(structure_clip[i]), lat_b), mask
+            return (swap_latents(a.clip(structure_clip[i]), lat_b) if mask.any() else None), mask
 
         if as_vtw:
             provenance = {"swap": {"structure": a.name, "dynamics": b.name, "range": options.span}}
@@ -167,10 +157,9 @@ def swap_vtw(
                 if isinstance(writer, CodedWriter) and isinstance(b, CodedReader) and b.audio:
                     writer.add_audio(b.audio, b.audio_packets())  # B's timeline, B's sound
                 for i, lat_b in enumerate(b.iter_clips()):
-                    lat, mask = mixed(i, lat_b)
-                    use = bool(mask.any())
-                    swapped_clips += use
-                    writer.add(lat if use else lat_b)
+                    lat, _ = mixed(i, lat_b)
+                    swapped_clips += lat is not None
+                    writer.add(lat if lat is not None else lat_b)
                     if progress:
                         progress(int(min(t, info.frame_count - i * t)))
                 nbytes = writer.finish(info)
@@ -181,7 +170,7 @@ def swap_vtw(
             nonlocal swapped_clips
             for i, lat_b in enumerate(b.iter_clips()):
                 lat, mask = mixed(i, lat_b)
-                swapped = clip_decoded(runner, lat, geometry) if mask.any() else None
+                swapped = clip_decoded(runner, lat, geometry) if lat is not None else None
                 own = clip_decoded(runner, lat_b, geometry) if not mask.all() else None
                 swapped_clips += bool(mask.any())
                 for inside_span in mask:  # frame by frame: the swap inside the span, B's own outside

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import os
 import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from vidtwin_cli.batch.claims import DEFAULT_TIMEOUT_S, Claims
 from vidtwin_cli.batch.inputs import parse_shard, plan
 from vidtwin_cli.batch.manifest import JobLog, JobRecord
 from vidtwin_cli.console import err_console, print_json, progress_bar, warner
@@ -47,6 +49,9 @@ ThreadsOption = Annotated[int | None, typer.Option(
 RayOption = Annotated[str | None, typer.Option(
     "--ray", metavar="ADDRESS", help="Run on Ray: 'local' starts it here; 'auto', HOST:PORT or ray://HOST:PORT joins.")]
 ForceOption = Annotated[bool, typer.Option("--force", help="Redo every file, even those already done.")]
+ClaimTimeoutOption = Annotated[float, typer.Option(
+    "--claim-timeout", min=0.5, metavar="SECONDS",
+    help="Take over a file claimed by another process whose heartbeat is this old (it died on another machine).")]
 
 RAY_THREADS = 2  # CPUs per Ray actor unless --threads says otherwise
 NO_BASELINE = "none"
@@ -54,7 +59,7 @@ NO_BASELINE = "none"
 
 def _run(settings: Settings, src: Path, out_dir: Path, manifest: Path | None, patterns: list[str] | None,
          root: Path | None, shard: str | None, workers: int | None, threads: int | None, ray: str | None, force: bool,
-         model: str | None, device: str, precisions: list[str], batch_size: int, json_out: bool,
+         claim_timeout: float, model: str | None, device: str, precisions: list[str], batch_size: int, json_out: bool,
          quiet: bool, compile: bool = False) -> None:  # fmt: skip
     """Shared body of every batch command: plan, run with a progress bar, report."""
     from vidtwin_cli.batch.jobs import WorkerSpec
@@ -79,8 +84,10 @@ def _run(settings: Settings, src: Path, out_dir: Path, manifest: Path | None, pa
     out_dir.mkdir(parents=True, exist_ok=True)
     manifest = manifest or out_dir / f"batch-{kind}{f'-{index}of{count}' if shard else ''}.jsonl"
 
+    claims = Claims(claim_timeout)
     try:
-        with JobLog(manifest, warn) as log, progress_bar(err, quiet, unit="files") as bars:
+        log = JobLog(manifest, warn, claims)
+        with progress_bar(err, quiet, unit="files") as bars:
             task = bars.add_task(kind, total=len(pairs))
             started, frames = time.perf_counter(), 0
 
@@ -94,10 +101,12 @@ def _run(settings: Settings, src: Path, out_dir: Path, manifest: Path | None, pa
                 if state == "failed" and not quiet:
                     err.print(f"failed: {record.error}", markup=False, soft_wrap=True)
 
-            summary = run_batch(pairs, spec, backend, log, force=force, on_file=on_file, on_frames=on_frames,
-                                warn=warn)  # fmt: skip
+            summary = run_batch(pairs, spec, backend, log, claims, Path(os.path.abspath(out_dir)), force=force,
+                                on_file=on_file, on_frames=on_frames, warn=warn)  # fmt: skip
     except Interrupted as stop:  # Ctrl-C, SIGTERM, SIGHUP: finished files stay done in the manifest
         raise stop.keeping("rerun the same command to resume") from None
+    finally:
+        claims.close()
     facts = {"backend": "ray" if ray else "local", "threads_per_worker": spec.threads, "manifest": str(manifest)}
     _report(summary, facts, json_out, quiet)
 
@@ -109,7 +118,8 @@ def _report(summary: BatchSummary, extra: dict, json_out: bool, quiet: bool) -> 
     elif not quiet:
         ratio = f" ({result['compression_ratio']:.1f}x)" if result["compression_ratio"] else ""
         err_console().print(
-            f"{summary.command}: {summary.ok} done, {summary.skipped} skipped, {summary.failed} failed of "
+            f"{summary.command}: {summary.ok} done, {summary.skipped} skipped, {summary.failed} failed"
+            f"{f', {summary.others} by other processes' if summary.others else ''} of "
             f"{summary.files} files; {summary.input_bytes:,} -> {summary.output_bytes:,} bytes{ratio}; "
             f"{summary.wall_s:.1f} s; manifest {manifest}", markup=False, soft_wrap=True)  # fmt: skip
     if summary.failed:
@@ -129,6 +139,7 @@ def encode(
     threads: ThreadsOption = None,
     ray: RayOption = None,
     force: ForceOption = False,
+    claim_timeout: ClaimTimeoutOption = DEFAULT_TIMEOUT_S,
     model: ModelOption = None,
     device: DeviceOption = AUTO,
     precision: PrecisionOption = AUTO,
@@ -150,7 +161,7 @@ def encode(
     from vidtwin_cli.video.io import Trim
 
     _run(EncodeSettings(EncodeOptions(fit, dtype, sample, seed, trim=Trim(start, duration, frames))), src, out_dir, manifest, glob, root, shard, workers, threads, ray,
-         force, model, device, [precision], batch_size, json_out, quiet, compile)  # fmt: skip
+         force, claim_timeout, model, device, [precision], batch_size, json_out, quiet, compile)  # fmt: skip
 
 
 @app.command("decode")
@@ -165,6 +176,7 @@ def decode(
     threads: ThreadsOption = None,
     ray: RayOption = None,
     force: ForceOption = False,
+    claim_timeout: ClaimTimeoutOption = DEFAULT_TIMEOUT_S,
     model: ModelOption = None,
     device: DeviceOption = AUTO,
     precision: PrecisionOption = AUTO,
@@ -187,8 +199,8 @@ def decode(
         raise UsageError(f"--ext {ext!r} must be a bare extension such as mp4 or mkv")
     # A bad --codec/--crf stops the batch here, before it starts, not in every file.
     settings = DecodeSettings(options, VideoOutput(codec, crf), suffix=f".{ext.lower()}")
-    _run(settings, src, out_dir, manifest, glob, root, shard, workers, threads, ray, force, model, device, [precision],
-         batch_size, json_out, quiet, compile)  # fmt: skip
+    _run(settings, src, out_dir, manifest, glob, root, shard, workers, threads, ray, force, claim_timeout, model, device,
+         [precision], batch_size, json_out, quiet, compile)  # fmt: skip
 
 
 @app.command("bench")
@@ -203,6 +215,7 @@ def bench(
     threads: ThreadsOption = None,
     ray: RayOption = None,
     force: ForceOption = False,
+    claim_timeout: ClaimTimeoutOption = DEFAULT_TIMEOUT_S,
     model: ModelOption = None,
     device: DeviceOption = AUTO,
     precision: Annotated[list[str] | None, typer.Option(
@@ -235,5 +248,5 @@ def bench(
     planned = torch.device("cuda") if device.startswith("cuda") else resolve_device(device)  # Ray: the actors' kind
     precisions = list(dict.fromkeys(precision_name(p, planned) for p in precision or [AUTO]))
     settings = BenchSettings(tuple(precisions), fit, dtype, repeat, baselines, rd, lpips, lpips_every)
-    _run(settings, src, out_dir, manifest, glob, root, shard, workers, threads, ray, force, model, device, precisions,
-         batch_size, json_out, quiet)  # fmt: skip
+    _run(settings, src, out_dir, manifest, glob, root, shard, workers, threads, ray, force, claim_timeout, model, device,
+         precisions, batch_size, json_out, quiet)  # fmt: skip

@@ -141,7 +141,59 @@ def tables(report: dict) -> list[Table]:
             quality.add_row(name, _f(nbytes, ","), _f(kbps, ".0f"), _f(q["psnr"]["pooled"]), _f(q["ssim"]["mean"], ".3f"),
                             _f(q["lpips"] and q["lpips"]["mean"], ".3f"), _f(q["flicker_rmse"], ".1f"),
                             _f(q["clip_seam"] and q["clip_seam"]["ratio"]), _f(q["tile_seam"] and q["tile_seam"]["ratio"]))  # fmt: skip
+        notes = [f"{codec} left out: {why}" for codec, why in video.get("skipped_baselines", {}).items()]
         if not all(b["matched"] for b in video["baselines"]):
-            quality.caption = "* no setting of the encoder reached the .vtw's size within the tolerance (JSON: matched false)"
+            notes.append("* no setting of the encoder reached the .vtw's size within the tolerance (JSON: matched false)")
+        quality.caption = "\n".join(notes) or None
         out.append(quality)
+        out.append(_coding(video))
+        if "rd" in video:
+            out += [_rd(video), _bd_rates(video)]
     return out
+
+
+def _coding(video: dict) -> Table:
+    """Bytes and storage seconds of the same latents in each storage, against the model's seconds."""
+    table = Table(title=f"{Path(video['input']).name}: storage of the same latents (s: write, read; share of model time)")
+    precisions = list(video["coding_share"])
+    for col in ("storage", "bytes", "bits/value", "write s", "read s", *(f"share {p}" for p in precisions)):
+        table.add_column(col, justify="right")
+    for dtype, r in video["rate"].items():
+        shares = [_f(video["coding_share"][p][dtype], ".2%") for p in precisions]
+        table.add_row(dtype, _f(r["bytes"], ","), _f(r["bits_per_value"], ".3g"), _f(r["write_s"], ".3f"),
+                      _f(r["read_s"], ".3f"), *shares)  # fmt: skip
+    return table
+
+
+def _rd(video: dict) -> Table:
+    """Every rate–distortion point, curve by curve, and the bicubic baseline at the model's value count."""
+    table = Table(title=f"{Path(video['input']).name}: rate-distortion (every byte of every file)")
+    for col in ("curve", "point", "bytes", "kbit/s", "PSNR", "SSIM", "LPIPS"):
+        table.add_column(col, justify="right")
+    for name, points in video["rd"].items():
+        for p in points:
+            label = (f"q{p['quality']}" if p.get("quality") else p.get("latent_dtype") or f"crf {p['crf']}")
+            table.add_row(name, label, _f(p["bytes"], ","), _f(p["kbit_per_s"], ".0f"), _f(p["psnr"]),
+                          _f(p["ssim"], ".3f"), _f(p["lpips"], ".3f"))  # fmt: skip
+    if resample := video.get("resample"):
+        q = resample["quality"]
+        table.add_row("bicubic", f"{resample['values']:,} values", "-", "-", _f(q["psnr"]["pooled"]),
+                      _f(q["ssim"]["mean"], ".3f"), _f(q["lpips"] and q["lpips"]["mean"], ".3f"))  # fmt: skip
+        table.caption = "bicubic: the model's latent value count spent on a resampled video; it counts values, not bytes"
+    return table
+
+
+def _bd_rates(video: dict) -> Table:
+    """BD-rate of each curve against each x264 curve (percent bytes at equal quality; negative is better)."""
+    table = Table(title=f"{Path(video['input']).name}: BD-rate, % bytes at equal quality (negative: fewer bytes)")
+    table.add_column("curve", justify="right")
+    references = list(video["bd_rate"])
+    for ref in references:
+        table.add_column(f"vs {ref}: PSNR", justify="right")
+        table.add_column("LPIPS", justify="right")
+    for name in video["rd"]:
+        cells = [(video["bd_rate"][ref].get(name) or {}) for ref in references]
+        if any(cells):
+            table.add_row(name, *[_f(c.get(k), "+.1f") if c else "-" for c in cells for k in ("psnr", "lpips")])
+    table.caption = "-: fewer than 4 points, or no quality range in common"
+    return table

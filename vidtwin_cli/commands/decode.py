@@ -13,13 +13,15 @@ from vidtwin_cli.errors import UsageError
 from vidtwin_cli.defaults import AUTO, DEFAULT_MAX_SIDE
 from vidtwin_cli.commands.options import (
     BatchOption, CodecOption, CompileOption, CrfOption, DeviceOption, ForceOption, FormatOption, JsonOption,
-    MaxSideOption, ModelOption, NoOverwriteOption, OnlyOption, OverwriteOption, PrecisionOption, QuietOption,
+    RANGE_SYNTAX, MaxSideOption, ModelOption, NoOverwriteOption, OnlyOption, OverwriteOption, PrecisionOption,
+    QuietOption,
 )  # fmt: skip
 
 
 def command(
     source: Annotated[Path, typer.Argument(help=".vtw file ('-' = stdin).")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Video file to write ('-' = stdout, with --format).")],
+    span: Annotated[str | None, typer.Option("--range", help=f"Decode only this part: {RANGE_SYNTAX}.")] = None,
     only: OnlyOption = None,
     model: ModelOption = None,
     device: DeviceOption = AUTO,
@@ -36,10 +38,10 @@ def command(
     json_out: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
-    """Decode latents to video (the model recorded in the file unless --model is given)."""
+    """Decode latents to video (the model recorded in the file unless --model is given), or a --range of it."""
     from vidtwin_cli import api  # torch and PyAV load here, not when --help is built
 
-    options, video = api.DecodeOptions(only, force), api.VideoOutput(codec, crf, format, max_side)
+    options, video = api.DecodeOptions(only, force, span), api.VideoOutput(codec, crf, format, max_side)
     if str(output) == STDIO and json_out:
         raise UsageError("--json and -o - both want stdout; write the video to a file")
     if Existing(overwrite, never).skip(output):
@@ -54,6 +56,7 @@ def command(
     if json_out:
         print_json(result.to_json())
     elif not quiet:
-        err.print(f"{result.input} -> {result.output}: {result.frames} frames {result.width}x{result.height}, "
+        part = f" (frames {result.range_frames[0]}-{result.range_frames[1]}, from {result.range_start_s:.3f} s)" if result.range_frames else ""
+        err.print(f"{result.input} -> {result.output}: {result.frames} frames{part} {result.width}x{result.height}, "
                   f"{result.frames_per_second:.1f} frames/s on {result.device} ({result.precision})", markup=False,
                   soft_wrap=True)  # fmt: skip

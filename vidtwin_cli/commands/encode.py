@@ -79,6 +79,8 @@ def command(
     frames: FramesOption = None,
     overwrite: OverwriteOption = False,
     never: NoOverwriteOption = False,
+    strict: Annotated[bool, typer.Option(
+        "--strict", help="A damaged or cut input is an error (default: a warning naming the frames kept).")] = False,
     json_out: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -86,7 +88,7 @@ def command(
     from vidtwin_cli import api  # torch and PyAV load here, not when --help is built
 
     options = api.EncodeOptions(fit, dtype, sample, seed, quality, step, keyint, audio=not no_audio,
-                                trim=api.Trim(start, duration, frames))
+                                trim=api.Trim(start, duration, frames), strict=strict)
     if len(inputs) > 1 and output is not None:
         raise UsageError("-o takes a single input; use --out-dir for several")
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():

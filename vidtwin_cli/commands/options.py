@@ -39,3 +39,4 @@ DurationOption = Annotated[
 FramesOption = Annotated[int | None, typer.Option("--frames", help="Use at most N frames of each input from --start.")]
 MaxSideOption = Annotated[int, typer.Option(
     "--max-side", help="Largest decoded frame side in pixels; larger .vtw files are refused (format limit 16384).")]
+RANGE_SYNTAX = "START:END in seconds (2.5:4), START-END as [HH:]MM:SS[.ms] (00:01:02.5-00:01:10) or frames (48f-96f); END is left out"

@@ -13,7 +13,7 @@ from vidtwin_cli.errors import UsageError
 from vidtwin_cli.defaults import AUTO, DEFAULT_MAX_SIDE, ENTROPY
 from vidtwin_cli.commands.options import (
     BatchOption, CodecOption, CompileOption, CrfOption, DeviceOption, ForceOption, FormatOption, JsonOption,
-    MaxSideOption, ModelOption, NoOverwriteOption, OverwriteOption, PrecisionOption, QuietOption,
+    RANGE_SYNTAX, MaxSideOption, ModelOption, NoOverwriteOption, OverwriteOption, PrecisionOption, QuietOption,
 )  # fmt: skip
 
 
@@ -21,7 +21,7 @@ def command(
     structure: Annotated[Path, typer.Argument(help=".vtw or video whose structure (content) is kept; its size is used.")],
     dynamics: Annotated[Path, typer.Argument(help=".vtw or video whose dynamics (motion) drive it; its timeline is used.")],
     output: Annotated[Path, typer.Option("--output", "-o", help="Video file, or .vtw to store the swapped latents.")],
-    span: Annotated[str | None, typer.Option("--range", help="Swap only START:END (seconds of the dynamics video).")] = None,
+    span: Annotated[str | None, typer.Option("--range", help=f"Swap only this part of the dynamics video: {RANGE_SYNTAX}.")] = None,
     dtype: Annotated[str, typer.Option("--dtype", help="Latent storage for .vtw output: entropy (the dynamics file's step) or fp16, bf16, fp32, int8.")] = ENTROPY,
     model: ModelOption = None,
     device: DeviceOption = AUTO,

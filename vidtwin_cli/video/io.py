@@ -48,6 +48,8 @@ PIPE_FORMATS: dict[str, dict[str, str]] = {
 NOT_VIDEO_FORMATS = {"tty": "a text file"}
 # libx265 corrupts its heap (and aborts the process) on some frames narrower than this (seen at 34-48 px).
 MIN_X265_WIDTH = 64
+# Standard input read without a single frame coming out: then it is not the video --format says (/dev/zero).
+MAX_BYTES_WITHOUT_FRAME = 64 << 20
 BT601, LIMITED_RANGE = 6, 1  # AVCOL_SPC_SMPTE170M, AVCOL_RANGE_MPEG: what swscale's default RGB->YUV produces
 
 
@@ -96,6 +98,25 @@ class Trim:
         return min(limits) if limits else None
 
 
+class _BoundedInput:
+    """Standard input for the demuxer, cut off (end of file) after MAX_BYTES_WITHOUT_FRAME bytes without a
+    decoded frame: some demuxers search endless garbage for a start code forever."""
+
+    def __init__(self, raw: object) -> None:
+        self._raw, self.since_frame, self.gave_up = raw, 0, False
+
+    def read(self, n: int = -1) -> bytes:
+        if self.since_frame >= MAX_BYTES_WITHOUT_FRAME:
+            self.gave_up = True
+            return b""
+        data = self._raw.read(n if n >= 0 else MAX_BYTES_WITHOUT_FRAME)
+        self.since_frame += len(data)
+        return data
+
+    def seekable(self) -> bool:
+        return False
+
+
 class VideoReader:
     """Decodes the first video stream of a file (or stdin) into RGB frames, one at a time.
 
@@ -107,8 +128,11 @@ class VideoReader:
 
     `src` "-" reads stdin and needs `format` (e.g. "nut", "matroska", "mp4"; an mp4 on a pipe must be
     fragmented). Every failure is an `InputError` naming the file: missing, a directory, not a video,
-    no video frames, truncated, or undecodable mid-stream. The first frame is decoded on entry, so a
-    file that cannot produce a single frame fails before any output is created.
+    no video frames, truncated. The first frame is decoded on entry, so a file that cannot produce a
+    single frame fails before any output is created.
+
+    Damaged data mid-stream and a cut final packet are decoded past, as ffmpeg does: the frames that
+    come out are kept, with one warning naming how many (`strict`: an `InputError` instead).
 
     Frames come upright: a display rotation (portrait phone video is stored sideways) is applied to
     the pixels, as players and ffmpeg do, so width and height are those of the picture as shown.
@@ -129,15 +153,19 @@ class VideoReader:
     estimated_frames: int | None  # from the header, for progress bars only (AVI drop frames make it too high)
     audio_streams: int  # audio streams beside the video (not decoded here)
 
-    def __init__(self, src: Path | str, format: str | None = None, trim: Trim = Trim()) -> None:
+    def __init__(self, src: Path | str, format: str | None = None, trim: Trim = Trim(),
+                 strict: bool = False) -> None:
         if str(src) == STDIO and not format:
             raise UsageError("reading video from stdin needs a container format (--format nut, matroska, mp4, ...)")
         if format is not None and format not in av.formats_available:
             raise UsageError(f"unknown container format {format!r} (e.g. nut, matroska, mp4)")
-        self.src, self.format, self.trim = src, format, trim
+        self.src, self.format, self.trim, self.strict = src, format, trim, strict
         self.name = _display_name(src, "<stdin>")
         self._decoded = 0  # frames decoded, those dropped by `trim` included
         self._origin: int | None = None  # timestamp of the first decoded frame
+        self._input: _BoundedInput | None = None
+        self._errors: list[str] = []  # what the demuxer and decoder reported, each message once
+        self._concealed = 0  # frames the decoder flagged as damaged (their errors concealed)
         self._container: av.container.InputContainer | None = None
         self._first: np.ndarray | None = None
         self._info: VideoInfo | None = None
@@ -165,7 +193,8 @@ class VideoReader:
 
     def _open(self) -> av.container.InputContainer:
         if str(self.src) == STDIO:
-            source: object = stdin_bytes()  # PyAV seeks only where `seekable()` says so: pipes work
+            self._input = _BoundedInput(stdin_bytes())  # PyAV seeks only where `seekable()` says: pipes work
+            source: object = self._input
         else:
             path = Path(self.src)
             if path.is_dir():
@@ -176,8 +205,10 @@ class VideoReader:
         try:
             container = av.open(source, mode="r", format=self.format)
         except av.error.InvalidDataError as e:
+            self._check_gave_up()
             raise InputError(f"{self.name}: not a video file PyAV can read, or truncated ({_reason(e)})") from e
         except (av.FFmpegError, OSError) as e:
+            self._check_gave_up()
             raise InputError(f"{self.name}: cannot open ({_reason(e)})") from e
         except ValueError as e:  # e.g. metadata text that is not UTF-8 in a damaged file
             raise InputError(f"{self.name}: not a readable video ({_reason(e)})") from e
@@ -185,6 +216,11 @@ class VideoReader:
             container.close()
             raise InputError(f"{self.name}: is {NOT_VIDEO_FORMATS[container.format.name]}, not a video")
         return container
+
+    def _check_gave_up(self) -> None:
+        if self._input is not None and self._input.gave_up:
+            raise InputError(f"{self.name}: no video frame in the first {MAX_BYTES_WITHOUT_FRAME >> 20} MiB of input; "
+                             f"is it really {self.format}?")
 
     def _read_header(self) -> None:
         container = self._container
@@ -196,7 +232,9 @@ class VideoReader:
         self.audio_streams = len(container.streams.audio)
         if stream.codec_context is None:
             raise InputError(f"{self.name}: no decoder for its video codec")
-        stream.thread_type = "AUTO"
+        # Slice threads, not frame threads: a frame-threaded decoder drops the error of a cut final packet
+        # (and the frames still in flight) when it is flushed, so a cut stream would look whole.
+        stream.thread_type = "SLICE"
         rate = stream.average_rate or stream.guessed_rate
         if not rate or rate <= 0:
             raise InputError(f"{self.name}: the video stream declares no frame rate")
@@ -207,11 +245,14 @@ class VideoReader:
         self.codec = stream.codec_context.name
         self.estimated_frames = self.trim.estimate(stream.frames or (
             round(container.duration / av.time_base * self.fps) if container.duration else None), self.fps)
-        self._decoder = container.decode(stream)
+        self._decoder = self._decode(stream)
         self._pts: list[int | None] = []
         first = self._next_frame()
         if first is None and not self.trim.whole:
             raise InputError(f"{self.name}: no frames from --start {self.trim.start:g} s on (the video is shorter)")
+        if first is None and self._errors:
+            hint = "; an mp4 on a pipe must be fragmented" if str(self.src) == STDIO and self.format == "mp4" else ""
+            raise InputError(f"{self.name}: cannot decode a single frame ({self._errors[0]}){hint}")
         if first is None:
             raise InputError(f"{self.name}: has no video frames")
         self._first = first
@@ -231,16 +272,40 @@ class VideoReader:
                 raise InputError(f"{self.name}: truncated (its index points past the end of the "
                                  f"{size}-byte file); re-download or re-export it")
 
+    def _decode(self, stream: av.video.stream.VideoStream) -> Iterator[av.VideoFrame]:
+        """Every frame the stream gives, decoding past a damaged packet as ffmpeg does, and noting what went
+        wrong (`_errors`, `_concealed`). A demuxer error ends the packets; the decoder is flushed."""
+        packets = self._container.demux(stream)
+        while True:
+            try:
+                packet = next(packets, None)
+            except (av.FFmpegError, OSError) as e:
+                self._note_error(e)
+                packet = None
+            try:
+                frames = stream.decode(packet if packet is not None and packet.size else None)  # None: flush
+            except (av.FFmpegError, OSError) as e:
+                self._note_error(e)
+                frames = []
+            for frame in frames:
+                self._concealed += frame.is_corrupt
+                yield frame
+            if packet is None or not packet.size:  # the flush packet the demuxer ends with
+                return
+
+    def _note_error(self, e: BaseException) -> None:
+        if _reason(e) not in self._errors:
+            self._errors.append(_reason(e))
+
     def _next_frame(self) -> np.ndarray | None:
         """Decode one more frame as RGB, recording its timestamp; None at the end of the stream."""
         while True:
-            try:
-                frame = next(self._decoder, None)
-            except (av.FFmpegError, OSError) as e:
-                hint = "; an mp4 on a pipe must be fragmented" if str(self.src) == STDIO and self.format == "mp4" else ""
-                raise InputError(f"{self.name}: cannot decode frame {self._decoded + 1} ({_reason(e)}){hint}") from e
+            frame = next(self._decoder, None)
             if frame is None:
+                self._check_gave_up()
                 return None
+            if self._input is not None:
+                self._input.since_frame = 0
             self._decoded += 1
             if self.trim.whole:
                 break
@@ -282,7 +347,19 @@ class VideoReader:
                                  f"video started at {self.width}x{self.height}; size changes are not supported")
             yield frame
             frame = self._next_frame()
+        self._check_complete()
         self._info = self._timing()
+
+    def _check_complete(self) -> None:
+        """A demuxer or decoder error (a cut final packet, damaged data) loses frames or spoils some: a
+        warning naming the frames kept, or with `strict` an InputError."""
+        reasons = self._errors + ([f"{self._concealed} frame(s) with damage concealed"] if self._concealed else [])
+        if not reasons:
+            return
+        message = f"{self.name}: damaged or cut short ({', '.join(reasons)}); {len(self._pts)} frames were decoded"
+        if self.strict:
+            raise InputError(f"{message} (--strict)")
+        log.warning("%s, and are kept", message)
 
     @property
     def info(self) -> VideoInfo:

@@ -244,10 +244,13 @@ class CodedStats:
 
 
 class CodedReader:
-    """An open, completely validated `.vtw` 2.0; `clip(k)` decodes from the key clip before k."""
+    """An open `.vtw` 2.0; `clip(k)` decodes from the key clip before k.
+
+    Opened in full, everything has been checked and `sha256` is the file's; opened lazily (`open_coded`),
+    each clip is checked as it is decoded, `sha256` is None and `stats` holds the metadata chunks only."""
 
     def __init__(self, name: str, header: VtwHeader, file: IO[bytes], stack: contextlib.ExitStack, file_bytes: int,
-                 version: str, sha256: str, models: Models, clip_offsets: list[int], audio_offsets: list[int],
+                 version: str, sha256: str | None, models: Models, clip_offsets: list[int], audio_offsets: list[int],
                  audio: list[AudioTrack], stats: CodedStats) -> None:
         self.name, self.header, self.file_bytes, self.version, self.sha256 = name, header, file_bytes, version, sha256
         self.audio, self.stats = audio, stats
@@ -330,8 +333,16 @@ def _decode_clip(name: str, payload: bytes, index: int, kind: str, models: Model
     return symbols
 
 
-def open_coded(name: str, f: IO[bytes], size: int, stack: contextlib.ExitStack) -> CodedReader:
-    """Validate a `.vtw` 2.x whose signature has been seen (docs/vtw-format.md §16); see `open_vtw`."""
+METADATA = (HEAD, TABL, PTS, AUDS)  # the chunks before the first CLIP, each at most once
+
+
+def open_coded(name: str, f: IO[bytes], size: int, stack: contextlib.ExitStack, lazy: bool = False) -> CodedReader:
+    """Validate a `.vtw` 2.x whose signature has been seen (docs/vtw-format.md §16); see `open_vtw`.
+
+    By default every chunk is walked and every clip decoded once, before any latent is handed out.
+    `lazy` reads the trailer, the index and the metadata chunks only; each clip's chunk is checked when
+    it is decoded, so reading a part of the file (`decode --range`) reads that part, from its key clip.
+    """
     major, minor = chunks.read_version(name, f, size)
     if major != chunks.VERSION_2[0]:
         why = "written by a newer vidtwin; upgrade to read it" if major > chunks.VERSION_2[0] else "unknown"
@@ -339,28 +350,10 @@ def open_coded(name: str, f: IO[bytes], size: int, stack: contextlib.ExitStack) 
                              f"(this vidtwin reads 1.x and 2.x; {why})")
     index_at = chunks.read_trailer(name, f, size)
     end = size - chunks.TRAILER.size
-    found: dict[bytes, list[tuple[int, bytes]]] = {}
-    order: list[bytes] = []
-    sizes: dict[str, int] = {}
-    for offset, kind, payload in chunks.walk(name, f, chunks.PREFIX_BYTES, end):
-        if offset == chunks.PREFIX_BYTES and kind != HEAD:
-            raise ContainerError(f"{name}: the first chunk is {kind!r}, not {HEAD!r}")
-        if kind in (HEAD, TABL, PTS, AUDS, INDX) and kind in found:
-            raise ContainerError(f"{name}: a second {kind.decode()!r} chunk at byte {offset}")
-        if kind in (CLIP, APKT):
-            found.setdefault(kind, []).append((offset, b""))
-        elif kind in (HEAD, TABL, PTS, AUDS, INDX):
-            found[kind] = [(offset, payload)]
-        elif minor <= chunks.VERSION_2[1]:
-            raise ContainerError(f"{name}: unknown chunk {kind!r} at byte {offset}")
-        label = kind.decode("ascii", "backslashreplace").strip()
-        sizes[label] = sizes.get(label, 0) + len(payload) + chunks.CHUNK_OVERHEAD
-        order.append(kind)
-    if order[-1:] != [INDX] or found[INDX][0][0] != index_at:
-        raise ContainerError(f"{name}: the index is not the last chunk where the trailer says")
-    for required in (TABL, INDX):
-        if required not in found:
-            raise ContainerError(f"{name}: no {required.decode()!r} chunk")
+    if lazy:
+        found, sizes = _metadata_and_index(name, f, index_at, end, minor)
+    else:
+        found, sizes = _every_chunk(name, f, index_at, end, minor)
     try:
         header = VtwHeader.from_json(found[HEAD][0][1].decode("utf-8"))
         if header.dtype != ENTROPY:
@@ -370,7 +363,9 @@ def open_coded(name: str, f: IO[bytes], size: int, stack: contextlib.ExitStack) 
         audio = unpack_tracks(found[AUDS][0][1]) if AUDS in found else []
     except (ValueError, TypeError, KeyError, OverflowError, RecursionError) as e:  # UnicodeDecodeError is a ValueError
         raise ContainerError(f"{name}: bad header: {one_line(e)}") from e
-    if clip_offsets != [o for o, _ in found.get(CLIP, [])] or audio_offsets != [o for o, _ in found.get(APKT, [])]:
+    if lazy:
+        _check_offsets(name, clip_offsets, audio_offsets, index_at)
+    elif clip_offsets != [o for o, _ in found.get(CLIP, [])] or audio_offsets != [o for o, _ in found.get(APKT, [])]:
         raise ContainerError(f"{name}: the index does not match the chunks ({len(clip_offsets)} clips indexed, "
                              f"{len(found.get(CLIP, []))} present)")
     if len(clip_offsets) != header.clips:
@@ -381,13 +376,12 @@ def open_coded(name: str, f: IO[bytes], size: int, stack: contextlib.ExitStack) 
             header = dataclasses.replace(header, video=VideoInfo.from_dict({**header.video.to_dict(), "pts": pts}))
         except (ValueError, TypeError) as e:
             raise ContainerError(f"{name}: bad timestamps: {one_line(e)}") from e
-    sha = hashlib.sha256()
-    f.seek(0)
-    while block := f.read(1 << 20):
-        sha.update(block)
     stats = CodedStats(sizes, {key: 0.0 for key in STREAMS}, -(-header.clips // header.keyint))
-    reader = CodedReader(name, header, f, stack, size, "{}.{}".format(major, minor), sha.hexdigest(), Models(tables),
+    sha = None if lazy else _sha256(f)
+    reader = CodedReader(name, header, f, stack, size, "{}.{}".format(major, minor), sha, Models(tables),
                          clip_offsets, audio_offsets, audio, stats)
+    if lazy:
+        return reader
     previous = None
     for index in range(header.clips):  # every clip decodes, before any is used
         kind = kind_of(index, header.keyint)
@@ -399,6 +393,81 @@ def open_coded(name: str, f: IO[bytes], size: int, stack: contextlib.ExitStack) 
     for _ in reader.audio_packets():
         pass
     return reader
+
+
+Found = dict[bytes, list[tuple[int, bytes]]]  # chunk type -> (offset, payload) of each (payload of metadata only)
+
+
+def _note(name: str, found: Found, sizes: dict[str, int], offset: int, kind: bytes, payload: bytes, minor: int) -> None:
+    """Record one chunk met in file order, refusing a misplaced, repeated or unknown one."""
+    if offset == chunks.PREFIX_BYTES and kind != HEAD:
+        raise ContainerError(f"{name}: the first chunk is {kind!r}, not {HEAD!r}")
+    if kind in (*METADATA, INDX) and kind in found:
+        raise ContainerError(f"{name}: a second {kind.decode()!r} chunk at byte {offset}")
+    if kind in (CLIP, APKT):
+        found.setdefault(kind, []).append((offset, b""))
+    elif kind in (*METADATA, INDX):
+        found[kind] = [(offset, payload)]
+    elif minor <= chunks.VERSION_2[1]:
+        raise ContainerError(f"{name}: unknown chunk {kind!r} at byte {offset}")
+    label = kind.decode("ascii", "backslashreplace").strip()
+    sizes[label] = sizes.get(label, 0) + len(payload) + chunks.CHUNK_OVERHEAD
+
+
+def _every_chunk(name: str, f: IO[bytes], index_at: int, end: int, minor: int) -> tuple[Found, dict[str, int]]:
+    """Walk every chunk from the prefix to the trailer."""
+    found: Found = {}
+    sizes: dict[str, int] = {}
+    last = None
+    for offset, kind, payload in chunks.walk(name, f, chunks.PREFIX_BYTES, end):
+        _note(name, found, sizes, offset, kind, payload, minor)
+        last = kind
+    if last != INDX or found[INDX][0][0] != index_at:
+        raise ContainerError(f"{name}: the index is not the last chunk where the trailer says")
+    for required in (TABL, INDX):
+        if required not in found:
+            raise ContainerError(f"{name}: no {required.decode()!r} chunk")
+    return found, sizes
+
+
+def _metadata_and_index(name: str, f: IO[bytes], index_at: int, end: int, minor: int) -> tuple[Found, dict[str, int]]:
+    """The index chunk where the trailer says, and the metadata chunks from the prefix up to the first chunk
+    it lists (or up to the index when it lists none)."""
+    found: Found = {}
+    sizes: dict[str, int] = {}
+    kind, payload, following = chunks.read_chunk(name, f, index_at, end)
+    if kind != INDX or following != end:
+        raise ContainerError(f"{name}: the index is not the last chunk where the trailer says")
+    try:
+        clips, audio = _unpack_index(payload)
+    except ValueError as e:
+        raise ContainerError(f"{name}: bad header: {one_line(e)}") from e
+    stop = min([index_at, *clips[:1], *audio[:1]])
+    for offset, kind, chunk in chunks.walk(name, f, chunks.PREFIX_BYTES, stop):
+        if kind in (CLIP, APKT, INDX):
+            raise ContainerError(f"{name}: the index does not match the chunks (a {kind.decode()!r} chunk at byte "
+                                 f"{offset}, before the first one indexed)")
+        _note(name, found, sizes, offset, kind, chunk, minor)
+    if TABL not in found:
+        raise ContainerError(f"{name}: no {TABL.decode()!r} chunk")
+    found[INDX] = [(index_at, payload)]
+    return found, sizes
+
+
+def _check_offsets(name: str, clips: list[int], audio: list[int], index_at: int) -> None:
+    """Lazily opened: the indexed chunks (the first right after the metadata, as `_metadata_and_index` read)
+    must lie in order, clips before audio, none overlapping, all before the index."""
+    offsets = [*clips, *audio, index_at]
+    if any(b - a < chunks.CHUNK_OVERHEAD for a, b in zip(offsets, offsets[1:])):
+        raise ContainerError(f"{name}: the index does not match the chunks (offsets out of order or overlapping)")
+
+
+def _sha256(f: IO[bytes]) -> str:
+    sha = hashlib.sha256()
+    f.seek(0)
+    while block := f.read(1 << 20):
+        sha.update(block)
+    return sha.hexdigest()
 
 
 def _bits(stored: dict[str, np.ndarray], kind: str, tables) -> dict[str, float]:

@@ -316,11 +316,14 @@ class VtwReader:
         self.close()
 
 
-def open_vtw(src: Path | str) -> VtwReader | CodedReader:
+def open_vtw(src: Path | str, lazy: bool = False) -> VtwReader | CodedReader:
     """Open and validate a `.vtw` 1.x or 2.x ("-": stdin, spooled to a temporary file first).
 
     Raises InputError when the path is missing, a directory or unreadable, ContainerError when the
     bytes are not a valid `.vtw` (docs/vtw-format.md §8; all values are checked before returning).
+    `lazy` (for reading a part): a 2.x file's clips are checked as they are read, and only those
+    read are (its framing, metadata and index are checked on open); a 1.x file, whose one
+    checksum covers every byte, is read and checked whole either way.
     """
     name = _display_name(src)
     stack = contextlib.ExitStack()
@@ -338,8 +341,8 @@ def open_vtw(src: Path | str) -> VtwReader | CodedReader:
                 f = stack.enter_context(open(path, "rb"))
             except OSError as e:
                 raise InputError(f"{name}: cannot read ({e.strerror or e})") from e
-        reader = _open(name, f, stack)
-        if isinstance(reader, CodedReader):  # open_coded decoded every clip already
+        reader = _open(name, f, stack, lazy)
+        if isinstance(reader, CodedReader):  # open_coded decoded every clip already, or checks each on reading
             return reader
         for start in range(0, reader.header.rows, CHECK_ROWS):  # every value, before any is used
             reader.read_rows(start, min(start + CHECK_ROWS, reader.header.rows))
@@ -353,14 +356,14 @@ def _display_name(src: Path | str) -> str:
     return "<stdin>" if str(src) == STDIO else str(src)
 
 
-def _open(name: str, f: IO[bytes], stack: contextlib.ExitStack) -> VtwReader | CodedReader:
+def _open(name: str, f: IO[bytes], stack: contextlib.ExitStack, lazy: bool) -> VtwReader | CodedReader:
     try:
         f.flush()  # a stdin spool may still hold bytes in its write buffer, which fstat does not see
         size = os.fstat(f.fileno()).st_size
         f.seek(0)
         head = f.read(LENGTH_FIELD + MAX_HEADER_BYTES)
         if chunks.is_v2(head):
-            return open_coded(name, f, size, stack)
+            return open_coded(name, f, size, stack, lazy)
         meta, entries, start = parse_header(name, head, size)
         minor = check_identity(name, meta)
         check_spans(name, entries, size - start)
