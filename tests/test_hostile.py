@@ -32,9 +32,9 @@ def vidtwin(*args: object, **kwargs) -> subprocess.Popen:
 
 @pytest.fixture(scope="module")
 def encoded(tmp_path_factory) -> Path:
-    """A real .vtw of a 64×48, 64-frame video (tiny model): a decode that lasts long enough to interrupt."""
+    """A real .vtw of a 64×48, 192-frame video (tiny model): a decode that lasts long enough to interrupt."""
     folder = tmp_path_factory.mktemp("hostile")
-    video = write_test_video(folder / "clip.mp4", width=64, height=48, frames=64)
+    video = write_test_video(folder / "clip.mp4", width=64, height=48, frames=192)
     result = run_cli(["encode", video, "-o", folder / "clip.vtw", *TINY])
     assert result.exit_code == 0, result.stderr
     return folder / "clip.vtw"
