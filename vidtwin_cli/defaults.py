@@ -9,7 +9,7 @@ from __future__ import annotations
 
 AUTO = "auto"  # the default device and precision: what the machine at hand runs best
 ENTROPY = "entropy"  # quantised, temporally predicted, range-coded symbols: a 2.0 file (vtw/entropy.py)
-DEFAULT_QUALITY = 7  # measured: the coarsest level within 0.3 dB of unquantised (docs/vtw-format.md §18)
+DEFAULT_QUALITY = 9  # measured: the coarsest level within 0.3 dB of unquantised (docs/vtw-format.md §18)
 DEFAULT_KEYINT = 8  # a key clip every 8 clips
 DEFAULT_MAX_SIDE = 8192  # decoded frames beyond this many pixels a side need --max-side (docs/cli.md)
 OUTPUT_FORMATS = ("mp4", "vtw")  # what a `generate` folder output holds
