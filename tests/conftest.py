@@ -130,6 +130,17 @@ def write_test_video(path: Path, width: int = 48, height: int = 40, frames: int 
     return path
 
 
+def cuts_inside_packets(path: Path, count: int) -> list[int]:
+    """`count` byte offsets spread over the video, each one byte short of a whole video packet (the demuxer
+    hands over a short final packet, and the decoder often decodes it without a word). Taken from the file's
+    own layout: encoders do not give the same bytes on every machine, so a fixed offset may land between
+    packets elsewhere."""
+    with av.open(str(path)) as container:
+        inside = [packet.pos + packet.size - 1 for packet in container.demux(container.streams.video[0])
+                  if packet.size >= 2 and packet.pos >= 0]
+    return [inside[round(i * (len(inside) - 1) / max(count - 1, 1))] for i in range(count)]
+
+
 @pytest.fixture(scope="session")
 def media_dir() -> Path:
     """The fetched real clips; missing media is a failure (run scripts/fetch_media.py), never a skip."""

@@ -17,7 +17,7 @@ from pathlib import Path
 
 import pytest
 
-from .conftest import REPO, dead_pid, run_cli, without_preset_warning, write_test_video
+from .conftest import REPO, cuts_inside_packets, dead_pid, run_cli, without_preset_warning, write_test_video
 from .test_hub import hub_files, official_ckpt  # noqa: F401 (fixtures)
 from .test_container import forge, tiny_vtw, unpack, vtw_bytes
 
@@ -261,10 +261,12 @@ def test_a_file_never_chooses_what_is_downloaded_or_loaded(tmp_path, hub_files):
 
 
 @pytest.fixture(scope="module")
-def nut_stream(tmp_path_factory) -> bytes:
-    """A 300-frame H.264 nut stream (about 17 KB), as `ffmpeg ... -f nut -` would pipe it."""
-    path = tmp_path_factory.mktemp("nut") / "long.nut"
-    return write_test_video(path, width=64, height=48, frames=300, format="nut").read_bytes()
+def nut_stream(tmp_path_factory) -> tuple[bytes, int]:
+    """A 300-frame H.264 nut stream (about 17 KB), as `ffmpeg ... -f nut -` would pipe it, and an offset
+    inside a packet about a third of the way in."""
+    path = write_test_video(tmp_path_factory.mktemp("nut") / "long.nut", width=64, height=48, frames=300,
+                            format="nut")
+    return path.read_bytes(), cuts_inside_packets(path, 4)[1]
 
 
 def encode_stdin(stdin: bytes | object, out: Path, *flags: str) -> tuple[int, str]:
@@ -277,9 +279,10 @@ def encode_stdin(stdin: bytes | object, out: Path, *flags: str) -> tuple[int, st
 
 @pytest.mark.parametrize("strict", [False, True], ids=["warns", "strict"])
 def test_a_cut_stream_is_reported_with_the_frames_kept(nut_stream, tmp_path, strict):
-    """Cut after 5,000 bytes it once made a valid .vtw of a fifth of the video without a word."""
+    """Cut a third of the way in it once made a valid .vtw of a third of the video without a word."""
+    data, cut = nut_stream
     out = tmp_path / "cut.vtw"
-    code, stderr = encode_stdin(nut_stream[:5000], out, "-q", *(["--strict"] if strict else []))
+    code, stderr = encode_stdin(data[:cut], out, "-q", *(["--strict"] if strict else []))
     assert stderr.count("\n") == 1 and "<stdin>: damaged or cut short (" in stderr, stderr
     kept = int(stderr.split("; ")[-1].split()[0])
     assert 60 < kept < 300
@@ -291,7 +294,7 @@ def test_a_cut_stream_is_reported_with_the_frames_kept(nut_stream, tmp_path, str
 
 
 def test_a_whole_stream_gives_no_warning(nut_stream, tmp_path):
-    assert encode_stdin(nut_stream, tmp_path / "whole.vtw", "-q") == (0, "")
+    assert encode_stdin(nut_stream[0], tmp_path / "whole.vtw", "-q") == (0, "")
 
 
 def test_endless_garbage_on_stdin_gives_up_in_bounded_input(tmp_path):

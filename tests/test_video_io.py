@@ -16,7 +16,7 @@ from vidtwin_cli.errors import InputError, UsageError
 from vidtwin_cli.video.info import VideoInfo
 from vidtwin_cli.video.io import VideoReader, VideoWriter, iter_clips
 
-from .conftest import render_frame
+from .conftest import cuts_inside_packets, render_frame
 
 VFR_PTS = [0, 1000, 1500, 4000, 4100, 7000, 9000]  # in 1/10000 s: irregular frame intervals
 
@@ -344,10 +344,24 @@ def test_damaged_files_give_frames_or_a_clean_error(make_video, tmp_path, caplog
 def test_strict_makes_damage_an_error(make_video, tmp_path):
     """A file cut mid-packet: with `strict` reading it ends in an InputError naming the frames decoded."""
     data = make_video(tmp_path / "ok.nut", 32, 24, 40, format="nut").read_bytes()
-    (tmp_path / "cut.nut").write_bytes(data[: len(data) * 2 // 3])
+    (tmp_path / "cut.nut").write_bytes(data[: cuts_inside_packets(tmp_path / "ok.nut", 3)[1]])
     with pytest.raises(InputError, match=r"cut.nut: damaged or cut short \(.*\); \d+ frames were decoded \(--strict\)"):
         with VideoReader(tmp_path / "cut.nut", strict=True) as video:
             list(video)
+
+
+def test_every_cut_inside_a_packet_is_reported(make_video, tmp_path):
+    """Neither the NUT demuxer nor the H.264 decoder says a word about some short final packets (P-frames
+    of a few dozen bytes decode "fine"); the reader notices the packet reaching the end of the input."""
+    whole = make_video(tmp_path / "ok.nut", 64, 48, 120, format="nut")
+    with VideoReader(whole, strict=True) as video:
+        assert sum(1 for _ in video) == 120  # complete: its index follows the last packet
+    data = whole.read_bytes()
+    for cut in cuts_inside_packets(whole, 24)[1:]:  # the first: not a single frame, another error
+        (tmp_path / "cut.nut").write_bytes(data[:cut])
+        with pytest.raises(InputError, match=r"damaged or cut short \(.*\); \d+ frames were decoded"):
+            with VideoReader(tmp_path / "cut.nut", strict=True) as video:
+                list(video)
 
 
 # --------------------------------------------------------------------------- writer contract

@@ -50,6 +50,10 @@ NOT_VIDEO_FORMATS = {"tty": "a text file"}
 MIN_X265_WIDTH = 64
 # Standard input read without a single frame coming out: then it is not the video --format says (/dev/zero).
 MAX_BYTES_WITHOUT_FRAME = 64 << 20
+# Containers whose complete stream always has bytes after its last packet (NUT: the index ffmpeg writes at
+# the end, unless told `-write_index 0`). A final packet that reaches the end of the input was cut inside
+# its payload: the demuxer hands it over short, without an error, and the decoder may not notice either.
+TRAILED_FORMATS = frozenset({"nut"})
 BT601, LIMITED_RANGE = 6, 1  # AVCOL_SPC_SMPTE170M, AVCOL_RANGE_MPEG: what swscale's default RGB->YUV produces
 
 
@@ -103,7 +107,7 @@ class _BoundedInput:
     decoded frame: some demuxers search endless garbage for a start code forever."""
 
     def __init__(self, raw: object) -> None:
-        self._raw, self.since_frame, self.gave_up = raw, 0, False
+        self._raw, self.since_frame, self.gave_up, self.size = raw, 0, False, 0
 
     def read(self, n: int = -1) -> bytes:
         if self.since_frame >= MAX_BYTES_WITHOUT_FRAME:
@@ -111,6 +115,7 @@ class _BoundedInput:
             return b""
         data = self._raw.read(n if n >= 0 else MAX_BYTES_WITHOUT_FRAME)
         self.since_frame += len(data)
+        self.size += len(data)
         return data
 
     def seekable(self) -> bool:
@@ -166,6 +171,7 @@ class VideoReader:
         self._input: _BoundedInput | None = None
         self._errors: list[str] = []  # what the demuxer and decoder reported, each message once
         self._concealed = 0  # frames the decoder flagged as damaged (their errors concealed)
+        self._packets_end: int | None = None  # input offset where the last video packet ended, once all are read
         self._container: av.container.InputContainer | None = None
         self._first: np.ndarray | None = None
         self._info: VideoInfo | None = None
@@ -276,12 +282,17 @@ class VideoReader:
         """Every frame the stream gives, decoding past a damaged packet as ffmpeg does, and noting what went
         wrong (`_errors`, `_concealed`). A demuxer error ends the packets; the decoder is flushed."""
         packets = self._container.demux(stream)
+        end = None
         while True:
             try:
                 packet = next(packets, None)
             except (av.FFmpegError, OSError) as e:
                 self._note_error(e)
                 packet = None
+            if packet is not None and packet.size and packet.pos >= 0:
+                end = packet.pos + packet.size
+            elif packet is None or not packet.size:
+                self._packets_end = end
             try:
                 frames = stream.decode(packet if packet is not None and packet.size else None)  # None: flush
             except (av.FFmpegError, OSError) as e:
@@ -354,12 +365,17 @@ class VideoReader:
         """A demuxer or decoder error (a cut final packet, damaged data) loses frames or spoils some: a
         warning naming the frames kept, or with `strict` an InputError."""
         reasons = self._errors + ([f"{self._concealed} frame(s) with damage concealed"] if self._concealed else [])
+        if self._container.format.name in TRAILED_FORMATS and self._packets_end == self._input_size():
+            reasons.append("the last packet stops at the end of the input")
         if not reasons:
             return
         message = f"{self.name}: damaged or cut short ({', '.join(reasons)}); {len(self._pts)} frames were decoded"
         if self.strict:
             raise InputError(f"{message} (--strict)")
         log.warning("%s, and are kept", message)
+
+    def _input_size(self) -> int:
+        return self._input.size if self._input is not None else Path(self.src).stat().st_size
 
     @property
     def info(self) -> VideoInfo:
