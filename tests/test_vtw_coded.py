@@ -18,7 +18,7 @@ from vidtwin_cli.errors import ContainerError, UsageError
 from vidtwin_cli.vtw.container import EntropyCoding, VtwFile, inspect_vtw, open_vtw, read_vtw, verify_vtw, write_vtw
 from vidtwin_cli.vtw.entropy import STREAMS
 
-from .conftest import DATA, REPO
+from .conftest import DATA, REPO, run_cli
 from .test_container import max_error, tiny_vtw
 
 GOLDEN_2 = DATA / "vtw" / "v2.0-entropy-vfr.vtw"  # regenerate: VIDTWIN_GENERATE_EXPECTED=1 pytest tests/test_vtw_coded.py
@@ -134,6 +134,13 @@ def test_inspect_reports_rate_and_parts(tmp_path):
     assert info["bits_per_value"] == pytest.approx(info["file_bytes"] * 8 / info["latent_values"])
     assert set(info["chunks"]) == {"HEAD", "TABL", "CLIP", "INDX"} and sum(info["chunks"].values()) + 28 == info["file_bytes"]
     assert sum(s["bytes"] for s in info["streams"].values()) == pytest.approx(info["chunks"]["CLIP"], rel=0.1)
+
+
+def test_inspect_table_counts_key_clips_in_words(tmp_path):
+    for keyint, words in ((1000, "(1 key clip)"), (4, "(5 key clips)")):  # 13 clips
+        write_vtw(tmp_path / "a.vtw", coded_vtw(keyint=keyint))
+        result = run_cli(["inspect", tmp_path / "a.vtw"])
+        assert result.exit_code == 0 and words in " ".join(result.stderr.split()), result.stderr
 
 
 def test_spec_example_reader_agrees(tmp_path):

@@ -41,7 +41,7 @@ def command(file: VtwArgument, json_out: JsonOption = False) -> None:
     rows += [(f"  {name}", f"{t['dtype']} {tuple(t['shape'])}, {t['bytes']:,} B") for name, t in info["tensors"].items()]
     if "coding" in info:
         rows.append(("coding", f"step {info['coding']['step']:.4g}, key clip every {info['key_interval']} clips "
-                               f"({info['key_clips']} key clips)"))
+                               f"({info['key_clips']} key clip{'' if info['key_clips'] == 1 else 's'})"))
         rows += [(f"  {name}", f"{s['bytes']:,} B, {s['bits_per_value']:.2f} bits/value") for name, s in info["streams"].items()]
         parts = ", ".join(f"{kind} {n:,} B" for kind, n in info["chunks"].items())
         rows.append(("size", f"{info['file_bytes']:,} B ({parts})"))
