@@ -57,6 +57,7 @@ class VideoBenchOptions:
     # at each of RD_PRESETS)
     lpips: nn.Module | None = None
     lpips_every: int = 1
+    refine: int = 0  # encoder-side latent search steps (EncodeOptions.refine)
 
     def __post_init__(self) -> None:
         check_fit(self.fit)
@@ -117,7 +118,7 @@ def bench_video(
             loaded, runner = session.load()
             memory.reset()
             stored = workdir / f"{stem}.{p}.fp32.vtw"
-            encode_s[p].append(encode_video(src, stored, session, EncodeOptions(options.fit, "fp32")).seconds)
+            encode_s[p].append(encode_video(src, stored, session, EncodeOptions(options.fit, "fp32", refine=options.refine)).seconds)
             measured = workdir / f"{stem}.{p}.{options.dtype}.vtw"
             restore(stored, measured, options.dtype)
             clock = Stopwatch()
@@ -161,6 +162,7 @@ def bench_video(
         "video": {"width": info.width, "height": info.height, "fps": float(info.fps), "frames": info.frame_count,
                   "duration_s": info.duration, "clips": clips, "tiles_per_clip": header.tiles_per_clip},
         "fit": options.fit,
+        "refine": options.refine,
         "latent_dtype": options.dtype,
         "latent_values_per_clip": header.tiles_per_clip * cfg.latent_values,
         "compression_rate": cfg.compression_rate,

@@ -24,6 +24,7 @@ Only = Literal["structure", "dynamics"]
 ONLY: tuple[str, ...] = ("structure", "dynamics")
 # A stand-in video for checking encoder flags before any output exists (wide enough for libx265).
 _PREFLIGHT_SIDE = 64
+MAX_REFINE_STEPS = 1000  # beyond it the gain has long stopped (docs/model-card.md)
 _PREFLIGHT_VIDEO = VideoInfo(_PREFLIGHT_SIDE, _PREFLIGHT_SIDE, Fraction(25), Fraction(1, 25), 1, 0.04)
 
 
@@ -41,9 +42,12 @@ class EncodeOptions:
     audio: bool = True  # keep the source's audio packets (entropy-coded files only)
     trim: Trim = Trim()  # the part of the video to encode (--start/--duration/--frames); all of it by default
     strict: bool = False  # a damaged or cut input is an error, not a warning that names the frames kept
+    refine: int = 0  # steps of search for better latents after the encoder (codec/refine.py); 0: none
 
     def __post_init__(self) -> None:
         check_fit(self.fit)
+        if not 0 <= self.refine <= MAX_REFINE_STEPS:
+            raise UsageError(f"--refine {self.refine} is outside 0..{MAX_REFINE_STEPS}")
         check_latent_dtype(self.dtype)
         EntropyCoding(self.quality, self.step, self.keyint)  # checks --quality / --step / --keyint
         if self.seed is not None and not self.sample:

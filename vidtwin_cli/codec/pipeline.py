@@ -157,8 +157,14 @@ def _encoded_clips(video: VideoReader | FrameArray, geometry: Geometry, runner: 
                    progress: Progress | None) -> Iterator[Latents]:  # fmt: skip
     """The latents of every clip of `video` (the last clip padded), clip by clip."""
     generator = torch.Generator().manual_seed(options.seed or 0) if options.sample else None
+    sigma = None  # the latents' spread, from the first clip as the entropy coder takes it: refine's step size
     for clip, valid in iter_clips(video, runner.config.frames):
-        yield runner.encode(frames_to_tiles(clip, geometry), sample=options.sample, generator=generator)
+        tiles = frames_to_tiles(clip, geometry)
+        latents = runner.encode(tiles, sample=options.sample, generator=generator)
+        if options.refine:
+            sigma = sigma or latent_sigma(latents) or 1.0
+            latents = runner.refine(tiles, latents, options.refine, sigma)
+        yield latents
         if progress:
             progress(valid)
 

@@ -41,6 +41,7 @@ from models import Latents, VidTwinAE
 from models.st_transformer import STBlock
 
 from vidtwin_cli.callbacks import Warn
+from vidtwin_cli.codec.refine import refine_latents
 from vidtwin_cli.defaults import AUTO
 from vidtwin_cli.errors import RuntimeFailure, UsageError
 
@@ -130,7 +131,8 @@ def resolve_precision(name: str, device: torch.device) -> torch.dtype:
 
 
 class PackedLinear(nn.Module):
-    """An inference-only nn.Linear whose weight lives in oneDNN's blocked layout (packed once)."""
+    """An nn.Linear whose weight lives in oneDNN's blocked layout (packed once), for inference; where a
+    gradient is asked for (latent refinement), it runs as a plain Linear on the weight unpacked."""
 
     def __init__(self, linear: nn.Linear, rows: int) -> None:
         super().__init__()
@@ -140,6 +142,8 @@ class PackedLinear(nn.Module):
         self.bias = linear.bias
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled() and x.requires_grad:  # the fused op has no backward
+            return nn.functional.linear(x, self.weight.to_dense(), self.bias)
         return torch.ops.mkldnn._linear_pointwise(x, self.weight, self.bias, "none", [], "")
 
 
@@ -177,7 +181,7 @@ class ModelRunner:
         reuse_large_buffers()
         if slow := slow_bf16_warning(device, dtype):
             self.warn(slow)
-        self.model = model.to(device=device, dtype=torch.float32).eval()
+        self.model = model.to(device=device, dtype=torch.float32).eval().requires_grad_(False)
         self._cast_matmul_weights(dtype)  # once, not per call
         self.packed = not compile and can_pack_linears(device, dtype)
         if self.packed:
@@ -250,3 +254,20 @@ class ModelRunner:
 
             parts.append(self._guarded("decode", run).float().clamp_(-1, 1).cpu())
         return torch.cat(parts)
+
+    def refine(self, clips: torch.Tensor, latents: Latents, steps: int, sigma: float) -> Latents:
+        """Latents of `clips` (N, C, T, H, W) refined by `steps` of search (`codec/refine.py`), in batches of
+        `batch_size`; a chunk whose search leaves non-finite values keeps the latents it came with."""
+        parts = []
+        n = latents.structure.shape[0]
+        for start in range(0, n, self.batch_size):
+            chunk, given = clips[start:start + self.batch_size], latents.select(slice(start, start + self.batch_size))
+            with self._autocast():
+                found = refine_latents(self.model.decode, chunk.to(self.device), given.to(self.device, torch.float32),
+                                       steps, sigma)  # fmt: skip
+            if not all(torch.isfinite(t).all() for t in (found.structure, found.dynamics_x, found.dynamics_y)):
+                self.warn(f"refine: non-finite latents in {str(self.dtype).removeprefix('torch.')}; "
+                          f"keeping the encoder's latents for {chunk.shape[0]} tile(s)")
+                found = given
+            parts.append(found.to("cpu", torch.float32))
+        return Latents.cat(parts)

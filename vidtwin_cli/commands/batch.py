@@ -18,7 +18,7 @@ from vidtwin_cli.errors import RuntimeFailure, UsageError
 from vidtwin_cli.interrupts import Interrupted
 from vidtwin_cli.commands.options import (
     BatchOption, CodecOption, CompileOption, CrfOption, DeviceOption, DurationOption, FramesOption, JsonOption,
-    ModelOption, OnlyOption, PrecisionOption, QuietOption, StartOption,
+    ModelOption, OnlyOption, PrecisionOption, QuietOption, RefineOption, StartOption,
 )  # fmt: skip
 
 if TYPE_CHECKING:  # the workers' modules load torch and PyAV: the commands import them when they run
@@ -149,6 +149,7 @@ def encode(
     dtype: Annotated[str, typer.Option("--dtype", help="Latent storage: fp16, bf16, fp32 or int8.")] = "fp16",
     sample: Annotated[bool, typer.Option("--sample", help="Store posterior samples instead of means.")] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed for --sample.")] = None,
+    refine: RefineOption = 0,
     start: StartOption = 0.0,
     duration: DurationOption = None,
     frames: FramesOption = None,
@@ -160,7 +161,7 @@ def encode(
     from vidtwin_cli.codec.options import EncodeOptions
     from vidtwin_cli.video.io import Trim
 
-    _run(EncodeSettings(EncodeOptions(fit, dtype, sample, seed, trim=Trim(start, duration, frames))), src, out_dir, manifest, glob, root, shard, workers, threads, ray,
+    _run(EncodeSettings(EncodeOptions(fit, dtype, sample, seed, trim=Trim(start, duration, frames), refine=refine)), src, out_dir, manifest, glob, root, shard, workers, threads, ray,
          force, claim_timeout, model, device, [precision], batch_size, json_out, quiet, compile)  # fmt: skip
 
 

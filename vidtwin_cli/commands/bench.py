@@ -16,7 +16,7 @@ from vidtwin_cli.bench.plotting import plot_report, require_matplotlib
 from vidtwin_cli.atomic import Existing
 from vidtwin_cli.commands.options import (
     BatchOption, DeviceOption, DurationOption, FramesOption, JsonOption, ModelOption, NoOverwriteOption, OverwriteOption,
-    QuietOption, StartOption,
+    QuietOption, RefineOption, StartOption,
 )  # fmt: skip
 
 
@@ -39,6 +39,7 @@ def command(
     baseline: Annotated[list[str] | None, typer.Option("--baseline", help="libx264, libx265; repeatable.")] = None,
     lpips: Annotated[str, typer.Option("--lpips", help="LPIPS net: alex, vgg, or off.")] = "alex",
     lpips_every: Annotated[int, typer.Option("--lpips-every", min=1, help="LPIPS on every n-th frame.")] = 1,
+    refine: RefineOption = 0,
     rd: Annotated[bool, typer.Option("--rd", help="Sweep rates: entropy qualities, every raw dtype, baseline CRFs.")] = False,
     plot: Annotated[Path | None, typer.Option("--plot", help="Write a PNG of the results (needs matplotlib).")] = None,
     start: StartOption = 0.0,
@@ -90,7 +91,7 @@ def command(
                                    warn, compile)
         else:
             options = VideoBenchOptions(fit, dtype, repeat or 1, batch_size, tuple(baseline or BASELINE_CODECS), rd=rd,
-                                        lpips=lpips_for(lpips, dev), lpips_every=lpips_every)
+                                        lpips=lpips_for(lpips, dev), lpips_every=lpips_every, refine=refine)
             task.start(video_steps(options, len(precisions)) * len(inputs))
             with tempfile.TemporaryDirectory(prefix="vidtwin-bench-") as work:
                 report = run_videos(inputs, model, device, precisions, options, Path(work), task.advance, warn,
@@ -128,7 +129,8 @@ def tables(report: dict) -> list[Table]:
                           _f(r["peak_rss_mib"], ".0f"), "-")  # fmt: skip
         v = video["video"]
         quality = Table(title=f"{Path(video['input']).name}: {v['width']}x{v['height']}, {v['frames']} frames, "
-                              f"latents {video['latent_dtype']}")  # fmt: skip
+                              f"latents {video['latent_dtype']}"
+                              f"{f', refined {steps} steps' if (steps := video.get('refine')) else ''}")  # fmt: skip
         for col in ("codec", "bytes", "kbit/s", "PSNR", "SSIM", "LPIPS", "flicker", "clip seam", "tile seam"):
             quality.add_column(col, justify="right")
         rate = video["rate"][video["latent_dtype"]]

@@ -16,7 +16,7 @@ from vidtwin_cli.interrupts import Interrupted
 from vidtwin_cli.defaults import AUTO, DEFAULT_KEYINT, DEFAULT_QUALITY, ENTROPY
 from vidtwin_cli.commands.options import (
     BatchOption, CompileOption, DeviceOption, DurationOption, FormatOption, FramesOption, JsonOption, ModelOption,
-    NoOverwriteOption, OverwriteOption, PrecisionOption, QuietOption, StartOption,
+    NoOverwriteOption, OverwriteOption, PrecisionOption, QuietOption, RefineOption, StartOption,
 )  # fmt: skip
 
 if TYPE_CHECKING:
@@ -70,6 +70,7 @@ def command(
     step: Annotated[float | None, typer.Option("--step", help="Quantisation step in latent units (instead of --quality).")] = None,
     keyint: Annotated[int, typer.Option("--keyint", help="A key clip every N clips; the others code their change from the clip before.")] = DEFAULT_KEYINT,
     dtype: Annotated[str, typer.Option("--dtype", help="entropy (.vtw 2.0), or raw latents: fp16, bf16, fp32, int8 (.vtw 1.x).")] = ENTROPY,
+    refine: RefineOption = 0,
     no_audio: Annotated[bool, typer.Option("--no-audio", help="Leave the source's audio out.")] = False,
     sample: Annotated[bool, typer.Option("--sample", help="Store posterior samples instead of means.")] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed for --sample.")] = None,
@@ -88,7 +89,7 @@ def command(
     from vidtwin_cli import api  # torch and PyAV load here, not when --help is built
 
     options = api.EncodeOptions(fit, dtype, sample, seed, quality, step, keyint, audio=not no_audio,
-                                trim=api.Trim(start, duration, frames), strict=strict)
+                                trim=api.Trim(start, duration, frames), strict=strict, refine=refine)
     if len(inputs) > 1 and output is not None:
         raise UsageError("-o takes a single input; use --out-dir for several")
     if out_dir is not None and out_dir.exists() and not out_dir.is_dir():

@@ -16,6 +16,9 @@ PrecisionOption = Annotated[str, typer.Option(
 BatchOption = Annotated[int, typer.Option("--batch-size", min=1, help="Tiles per model call.")]
 CompileOption = Annotated[bool, typer.Option(
     "--compile", help="torch.compile the transformer blocks: slower start; not faster on CPU fp32 (docs/bench.md).")]
+RefineOption = Annotated[int, typer.Option("--refine", help=(
+    "Search N steps for latents that decode closer to the input: better quality, slower encoding only "
+    "(about 3N decodes' work; docs/model-card.md)."))]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON result object on stdout.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary on stderr.")]
 ForceOption = Annotated[bool, typer.Option("--force", help="Decode even if the weights differ from the file's (warns).")]
