@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import signal
 import subprocess
 import sys
@@ -55,3 +56,32 @@ def test_stopped_encode_says_so_in_one_line_and_leaves_nothing(tmp_path, signum,
     assert proc.returncode == code, lines
     assert lines[-1] == line and "Traceback" not in stderr.decode(), lines
     assert list(out.iterdir()) == []
+
+
+def _blocked_reading_stdin(pid: int) -> bool:
+    """The process waits in read(2) on fd 0 (/proc/PID/syscall: number 0 on x86-64, first argument 0x0)."""
+    fields = Path(f"/proc/{pid}/syscall").read_text().split()
+    return len(fields) > 1 and fields[0] == "0" and fields[1] == "0x0"
+
+
+@pytest.mark.skipif(not Path("/proc/self/syscall").exists() or os.uname().machine != "x86_64",
+                    reason="reads /proc/PID/syscall with x86-64 syscall numbers")  # fmt: skip
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_a_stop_while_the_pipe_is_read_is_the_same_one_line(tmp_path, signum, code):
+    """The signal lands inside PyAV's read callback, which drops exceptions that are not `Exception`s: it
+    once gave a traceback and 'not a video file PyAV can read' (exit 2) instead of the stop."""
+    stream = _nut_header_and_frames(tmp_path / "in.nut", 40)
+    proc = subprocess.Popen([sys.executable, "-m", "vidtwin_cli", "encode", "-", "--format", "nut", "--model", "tiny",
+                             "-o", str(tmp_path / "clip.vtw")], cwd=REPO, stdin=subprocess.PIPE,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    proc.stdin.write(stream[: len(stream) // 2])
+    proc.stdin.flush()
+    deadline = time.monotonic() + 120
+    while not ("libav" in Path(f"/proc/{proc.pid}/maps").read_text() and _blocked_reading_stdin(proc.pid)):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    _, stderr = proc.communicate(timeout=60)
+    how = "interrupted" if signum == signal.SIGINT else "terminated (SIGTERM)"
+    assert (proc.returncode, stderr.decode()) == (code, f"{how}; nothing written\n")
+    assert not (tmp_path / "clip.vtw").exists()

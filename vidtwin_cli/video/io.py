@@ -21,6 +21,7 @@ import numpy as np
 
 from vidtwin_cli.atomic import STDIO, atomic_path, stdin_bytes, stdout_bytes
 from vidtwin_cli.errors import InputError, RuntimeFailure, UsageError
+from vidtwin_cli.interrupts import Interrupted
 from vidtwin_cli.video.audio import AudioPacket, AudioTrack, add_tracks, mux_packets
 from vidtwin_cli.video.info import VideoInfo
 
@@ -104,16 +105,27 @@ class Trim:
 
 class _BoundedInput:
     """Standard input for the demuxer, cut off (end of file) after MAX_BYTES_WITHOUT_FRAME bytes without a
-    decoded frame: some demuxers search endless garbage for a start code forever."""
+    decoded frame: some demuxers search endless garbage for a start code forever.
+
+    A stop signal that arrives while a read waits on the pipe ends the input too, and is kept in
+    `stopped` for the reader to raise: PyAV drops exceptions that are not `Exception`s (as `Interrupted`
+    is not) raised inside its read callback, and would report the cut-off as damaged data."""
 
     def __init__(self, raw: object) -> None:
         self._raw, self.since_frame, self.gave_up, self.size = raw, 0, False, 0
+        self.stopped: Interrupted | None = None
 
     def read(self, n: int = -1) -> bytes:
+        if self.stopped is not None:
+            return b""
         if self.since_frame >= MAX_BYTES_WITHOUT_FRAME:
             self.gave_up = True
             return b""
-        data = self._raw.read(n if n >= 0 else MAX_BYTES_WITHOUT_FRAME)
+        try:
+            data = self._raw.read(n if n >= 0 else MAX_BYTES_WITHOUT_FRAME)
+        except Interrupted as stop:
+            self.stopped = stop
+            return b""
         self.since_frame += len(data)
         self.size += len(data)
         return data
@@ -224,6 +236,9 @@ class VideoReader:
         return container
 
     def _check_gave_up(self) -> None:
+        """Where the input ended early: raise the stop signal it met, or say it held no video."""
+        if self._input is not None and self._input.stopped is not None:
+            raise self._input.stopped
         if self._input is not None and self._input.gave_up:
             raise InputError(f"{self.name}: no video frame in the first {MAX_BYTES_WITHOUT_FRAME >> 20} MiB of input; "
                              f"is it really {self.format}?")
