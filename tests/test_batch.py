@@ -16,7 +16,7 @@ import torch
 
 from tests.conftest import REPO, dead_pid, run_cli, write_test_video
 from vidtwin_cli.codec.runtime import precision_name
-from vidtwin_cli.vtw.container import verify_vtw
+from vidtwin_cli.vtw.container import inspect_vtw, verify_vtw
 from vidtwin_cli.video.io import VideoReader
 
 # One thread per worker: the tiny model gains nothing from more, and a shared 2-core machine stays responsive.
@@ -76,6 +76,7 @@ def test_encode_folder_mirrors_tree_and_records_the_corrupt_file(first_run, tree
     outputs = _outputs(out)
     assert sorted(outputs) == sorted(_vtw(rel) for rel in GOOD)
     assert all(verify_vtw(p).valid for p in outputs.values())
+    assert {inspect_vtw(p).to_json()["format_version"] for p in outputs.values()} == {"2.0"}  # as `encode` writes
     assert not [p for p in out.rglob(".*")], "no temporaries may be left"
     records = _records(out / "batch-encode.jsonl")
     assert len(records) == 7

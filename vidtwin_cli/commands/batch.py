@@ -13,7 +13,7 @@ from vidtwin_cli.batch.claims import DEFAULT_TIMEOUT_S, Claims
 from vidtwin_cli.batch.inputs import parse_shard, plan
 from vidtwin_cli.batch.manifest import JobLog, JobRecord
 from vidtwin_cli.console import err_console, print_json, progress_bar, warner
-from vidtwin_cli.defaults import AUTO
+from vidtwin_cli.defaults import AUTO, ENTROPY
 from vidtwin_cli.errors import RuntimeFailure, UsageError
 from vidtwin_cli.interrupts import Interrupted
 from vidtwin_cli.commands.options import (
@@ -146,7 +146,7 @@ def encode(
     batch_size: BatchOption = 8,
     compile: CompileOption = False,
     fit: Annotated[str, typer.Option("--fit", help="tile (exact size), resize, or crop (official centre crop).")] = "tile",
-    dtype: Annotated[str, typer.Option("--dtype", help="Latent storage: fp16, bf16, fp32 or int8.")] = "fp16",
+    dtype: Annotated[str, typer.Option("--dtype", help="entropy (.vtw 2.0, as `vidtwin encode`), or raw latents: fp16, bf16, fp32, int8 (.vtw 1.x).")] = ENTROPY,
     sample: Annotated[bool, typer.Option("--sample", help="Store posterior samples instead of means.")] = False,
     seed: Annotated[int | None, typer.Option("--seed", help="Seed for --sample.")] = None,
     refine: RefineOption = 0,
