@@ -124,6 +124,45 @@ def test_shards_cover_every_file_exactly_once(first_run, tree):
     assert seen[0] | seen[1] == {str(tree / rel) for rel in [*GOOD, BROKEN]}
 
 
+def test_batch_encode_takes_every_coding_flag_of_encode():
+    from vidtwin_cli.app import build_app
+
+    cli = build_app()
+    encode, batch_encode = cli.commands["encode"], cli.commands["batch"].commands["encode"]
+    one_file_only = {"inputs", "output", "out_dir", "overwrite", "never", "format"}  # batch plans its own outputs
+    flags = {p.name: set(p.opts) for p in encode.params if p.name not in one_file_only}
+    assert flags == {p.name: set(p.opts) for p in batch_encode.params if p.name in flags}
+
+
+def test_coding_flags_are_kept_and_a_change_of_them_redoes_the_file(first_run, tree, tmp_path):
+    """--quality/--step/--keyint/--frames reach the files, and a rerun with other ones is not 'already done'."""
+    _, default_out = first_run
+    two = tree / "two.txt"
+    two.write_text("a.mp4\nsub/c.mp4\n")
+    out = tmp_path / "out"
+
+    def run(*flags: str) -> dict:
+        result = run_cli(["batch", "encode", two, "-o", out, *TINY, *flags, "--json"])
+        assert result.exit_code == 0, result.stderr
+        summary = json.loads(result.stdout)
+        return {"ok": summary["ok"], "skipped": summary["skipped"]}
+
+    assert run("--quality", "3", "--keyint", "2") == {"ok": 2, "skipped": 0}
+    coarse = inspect_vtw(out / "sub/c.vtw").to_json()
+    default = inspect_vtw(default_out / "sub/c.vtw").to_json()
+    assert (coarse["coding"]["keyint"], coarse["provenance"]) == (2, {"encode": {"quality": 3}})
+    assert coarse["coding"]["step"] > default["coding"]["step"] and coarse["file_bytes"] < default["file_bytes"]
+    assert default["provenance"] == {"encode": {"quality": 9}}
+    assert run("--quality", "3", "--keyint", "2") == {"ok": 0, "skipped": 2}
+    assert run("--quality", "4", "--keyint", "2") == {"ok": 2, "skipped": 0}  # the old check skipped these
+    assert run("--quality", "4") == {"ok": 2, "skipped": 0}  # keyint back to the default
+    assert run("--step", "0.25") == {"ok": 2, "skipped": 0}
+    assert inspect_vtw(out / "a.vtw").to_json()["coding"] == {"step": 0.25, "keyint": 8}
+    assert run("--step", "0.25", "--frames", "4") == {"ok": 2, "skipped": 0}
+    assert inspect_vtw(out / "sub/c.vtw").to_json()["video"]["frame_count"] == 4
+    assert run("--step", "0.25", "--frames", "4") == {"ok": 0, "skipped": 2}
+
+
 @pytest.mark.slow
 def test_killed_run_resumes_to_every_output_valid(tmp_path):
     src, out = tmp_path / "clips", tmp_path / "out"

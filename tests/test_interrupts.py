@@ -12,7 +12,7 @@ from pathlib import Path
 import av
 import pytest
 
-from .conftest import REPO, render_frame
+from .conftest import REPO, render_frame, run_cli, write_test_video
 
 
 def _nut_header_and_frames(path, frames: int) -> bytes:
@@ -85,3 +85,32 @@ def test_a_stop_while_the_pipe_is_read_is_the_same_one_line(tmp_path, signum, co
     how = "interrupted" if signum == signal.SIGINT else "terminated (SIGTERM)"
     assert (proc.returncode, stderr.decode()) == (code, f"{how}; nothing written\n")
     assert not (tmp_path / "clip.vtw").exists()
+
+
+def _blocked_writing_stdout(pid: int) -> bool:
+    """The process waits in write(2) on fd 1 (/proc/PID/syscall: number 1 on x86-64, first argument 0x1)."""
+    fields = Path(f"/proc/{pid}/syscall").read_text().split()
+    return len(fields) > 1 and fields[0] == "1" and fields[1] == "0x1"
+
+
+@pytest.mark.skipif(not Path("/proc/self/syscall").exists() or os.uname().machine != "x86_64",
+                    reason="reads /proc/PID/syscall with x86-64 syscall numbers")  # fmt: skip
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_a_stop_while_a_stalled_pipe_is_written_is_one_line(tmp_path, signum, code):
+    """`decode -o -` into a pipe nobody reads: the signal lands inside PyAV's write callback, which printed
+    it as an ignored exception (a traceback) and went on decoding to exit 0."""
+    write_test_video(tmp_path / "v.mp4", frames=96)
+    assert run_cli(["encode", tmp_path / "v.mp4", "-o", tmp_path / "v.vtw", "--model", "tiny", "-q"]).exit_code == 0
+    proc = subprocess.Popen([sys.executable, "-m", "vidtwin_cli", "decode", str(tmp_path / "v.vtw"), "-o", "-",
+                             "-f", "nut", "--codec", "ffv1", "--model", "tiny", "-q"], cwd=REPO,
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
+    deadline = time.monotonic() + 120  # ffv1 frames fill the 64 KiB pipe long before the 96th
+    while not _blocked_writing_stdout(proc.pid):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.05)
+    proc.send_signal(signum)
+    stdout, stderr = proc.communicate(timeout=60)  # reading now unblocks the write
+    how = "interrupted" if signum == signal.SIGINT else "terminated (SIGTERM)"
+    lines = [line for line in stderr.decode().splitlines() if "untrained preset" not in line]
+    assert (proc.returncode, lines) == (code, [f"{how}; the video sent to stdout is cut short"])
+    assert 0 < len(stdout) < 200_000  # a part of the 281 KB stream

@@ -25,6 +25,7 @@ from vidtwin_cli.codec.pipeline import decode_vtw, encode_video
 from vidtwin_cli.codec.model_session import ModelSession
 from vidtwin_cli.video.io import VideoReader
 from vidtwin_cli.codec.weights import DEFAULT_MODEL
+from vidtwin_cli.defaults import ENTROPY
 from vidtwin_cli.batch.bench_job import BenchRunner, BenchSettings, finished_report
 from vidtwin_cli.batch.inputs import VTW_PATTERNS
 from vidtwin_cli.media import VIDEO_PATTERNS
@@ -207,7 +208,8 @@ def lost(job: Job, reason: str) -> Outcome:
 def finished_output(job_input: Path, output: Path, spec: WorkerSpec) -> JobRecord | None:
     """A record for `output` when it exists, verifies, and was made the way `spec` asks; else None.
 
-    .vtw: every check of `vidtwin verify`, plus the same model spec, latent dtype, fit and sampling.
+    .vtw: every check of `vidtwin verify`, plus the same model spec, latent dtype, fit, sampling, key interval
+    and the same request in its provenance (quality or step, refinement, trim: `EncodeOptions.provenance`).
     Video: it opens and decodes to the frame count of its source .vtw.
     Bench report: it parses, names this input, and has the same model spec, fit, dtype and precisions.
     """
@@ -219,8 +221,9 @@ def finished_output(job_input: Path, output: Path, spec: WorkerSpec) -> JobRecor
             with open_vtw(output) as reader:
                 h = reader.header
             o = settings.options
-            wanted = (spec.model or DEFAULT_MODEL, o.dtype, o.fit, o.sample, o.seed if o.sample else None)
-            if (h.model.spec, h.dtype, h.geometry.fit, h.sampled, h.seed) != wanted:
+            wanted = (spec.model or DEFAULT_MODEL, o.dtype, o.fit, o.sample, o.seed if o.sample else None,
+                      o.provenance, o.keyint if o.dtype == ENTROPY else None)  # fmt: skip
+            if (h.model.spec, h.dtype, h.geometry.fit, h.sampled, h.seed, h.provenance, h.keyint) != wanted:
                 return None
             frames = h.video.frame_count
         elif isinstance(settings, BenchSettings):

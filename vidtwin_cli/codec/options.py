@@ -6,9 +6,10 @@ them as arguments: a bad value fails here, with the flag's name, before any file
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from fractions import Fraction
-from typing import Literal
+from typing import Any, Literal
 
 from vidtwin_cli.defaults import DEFAULT_MAX_SIDE
 from vidtwin_cli.errors import InputError, UsageError
@@ -57,6 +58,23 @@ class EncodeOptions:
     def storage(self) -> Storage:
         """What the .vtw writer is given: `EntropyCoding`, or the raw dtype."""
         return EntropyCoding(self.quality, self.step, self.keyint) if self.dtype == ENTROPY else self.dtype
+
+    @property
+    def provenance(self) -> dict[str, Any]:
+        """What the encoder was asked that the header's own fields cannot tell, kept in the file's provenance.
+
+        A file records its step, not the `quality` that chose it (the step follows the first clip's
+        spread), nor the `refine` steps or the trimmed span: `vidtwin batch` compares this record to decide
+        whether an output was made as asked. Empty (nothing recorded) for a plain raw-dtype encode.
+        """
+        asked: dict[str, Any] = {}
+        if self.dtype == ENTROPY:
+            asked |= {"step": self.step} if self.step is not None else {"quality": self.quality}
+        if self.refine:
+            asked["refine"] = self.refine
+        if not self.trim.whole:
+            asked["trim"] = {k: v for k, v in dataclasses.asdict(self.trim).items() if v is not None}
+        return {"encode": asked} if asked else {}
 
 
 @dataclass(frozen=True)

@@ -190,7 +190,8 @@ def encode_video(
     check_writable(Path(dst), (Path(src),) if isinstance(src, (str, Path)) else ())
     with encoding(src, session, options, fps, format, on_start) as (video, loaded, runner, geometry):
         with vtw_writer(dst, model_ref(loaded), geometry, options.storage, sampled=options.sample,
-                        seed=options.seed if options.sample else None) as writer:  # fmt: skip
+                        seed=options.seed if options.sample else None,
+                        provenance=options.provenance) as writer:  # fmt: skip
             for latents in _encoded_clips(video, geometry, runner, options, progress):
                 writer.add(latents)
             if options.audio and options.trim.whole:
@@ -257,7 +258,8 @@ def encode_latents(
         step = options.step or step_for_quality(options.quality, latent_sigma(first) or 1.0)
         coding = {"step": float(step), "keyint": options.keyint}
     header = VtwHeader(model_ref(loaded), info, geometry, clips, options.dtype, sampled=options.sample,
-                       seed=options.seed if options.sample else None, **coding)  # fmt: skip
+                       seed=options.seed if options.sample else None, provenance=options.provenance,
+                       **coding)  # fmt: skip
     return VtwFile(header, latents)
 
 

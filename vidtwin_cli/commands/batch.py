@@ -13,12 +13,14 @@ from vidtwin_cli.batch.claims import DEFAULT_TIMEOUT_S, Claims
 from vidtwin_cli.batch.inputs import parse_shard, plan
 from vidtwin_cli.batch.manifest import JobLog, JobRecord
 from vidtwin_cli.console import err_console, print_json, progress_bar, warner
-from vidtwin_cli.defaults import AUTO, ENTROPY
+from vidtwin_cli.defaults import AUTO, DEFAULT_KEYINT, DEFAULT_QUALITY, ENTROPY
 from vidtwin_cli.errors import RuntimeFailure, UsageError
 from vidtwin_cli.interrupts import Interrupted
 from vidtwin_cli.commands.options import (
-    BatchOption, CodecOption, CompileOption, CrfOption, DeviceOption, DurationOption, FramesOption, JsonOption,
-    ModelOption, OnlyOption, PrecisionOption, QuietOption, RefineOption, StartOption,
+    BatchOption, BenchDtypeOption, BenchFitOption, CodecOption, CompileOption, CrfOption, DeviceOption, DtypeOption,
+    DurationOption, FitOption, FramesOption, JsonOption, KeyintOption, ModelOption, NoAudioOption, OnlyOption,
+    PrecisionOption, QualityOption, QuietOption, RefineOption, SampleOption, SeedOption, StartOption, StepOption,
+    StrictOption,
 )  # fmt: skip
 
 if TYPE_CHECKING:  # the workers' modules load torch and PyAV: the commands import them when they run
@@ -145,14 +147,19 @@ def encode(
     precision: PrecisionOption = AUTO,
     batch_size: BatchOption = 8,
     compile: CompileOption = False,
-    fit: Annotated[str, typer.Option("--fit", help="tile (exact size), resize, or crop (official centre crop).")] = "tile",
-    dtype: Annotated[str, typer.Option("--dtype", help="entropy (.vtw 2.0, as `vidtwin encode`), or raw latents: fp16, bf16, fp32, int8 (.vtw 1.x).")] = ENTROPY,
-    sample: Annotated[bool, typer.Option("--sample", help="Store posterior samples instead of means.")] = False,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed for --sample.")] = None,
+    fit: FitOption = "tile",
+    quality: QualityOption = DEFAULT_QUALITY,
+    step: StepOption = None,
+    keyint: KeyintOption = DEFAULT_KEYINT,
+    dtype: DtypeOption = ENTROPY,
     refine: RefineOption = 0,
+    no_audio: NoAudioOption = False,
+    sample: SampleOption = False,
+    seed: SeedOption = None,
     start: StartOption = 0.0,
     duration: DurationOption = None,
     frames: FramesOption = None,
+    strict: StrictOption = False,
     json_out: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:
@@ -161,8 +168,10 @@ def encode(
     from vidtwin_cli.codec.options import EncodeOptions
     from vidtwin_cli.video.io import Trim
 
-    _run(EncodeSettings(EncodeOptions(fit, dtype, sample, seed, trim=Trim(start, duration, frames), refine=refine)), src, out_dir, manifest, glob, root, shard, workers, threads, ray,
-         force, claim_timeout, model, device, [precision], batch_size, json_out, quiet, compile)  # fmt: skip
+    options = EncodeOptions(fit, dtype, sample, seed, quality, step, keyint, audio=not no_audio,
+                            trim=Trim(start, duration, frames), strict=strict, refine=refine)
+    _run(EncodeSettings(options), src, out_dir, manifest, glob, root, shard, workers, threads, ray, force,
+         claim_timeout, model, device, [precision], batch_size, json_out, quiet, compile)  # fmt: skip
 
 
 @app.command("decode")
@@ -222,8 +231,8 @@ def bench(
     precision: Annotated[list[str] | None, typer.Option(
         "--precision", help="auto, fp32, bf16, fp16 (CUDA); repeatable (default auto).")] = None,
     batch_size: BatchOption = 1,
-    fit: Annotated[str, typer.Option("--fit", help="tile or resize (quality is measured at source size).")] = "tile",
-    dtype: Annotated[str, typer.Option("--dtype", help="Latent storage measured: entropy (default quality) or fp16, bf16, fp32, int8.")] = "entropy",
+    fit: BenchFitOption = "tile",
+    dtype: BenchDtypeOption = ENTROPY,
     repeat: Annotated[int, typer.Option("--repeat", min=1, help="Timed runs per precision.")] = 1,
     baseline: Annotated[list[str] | None, typer.Option("--baseline", help="libx264, libx265, or none; repeatable.")] = None,
     lpips: Annotated[str, typer.Option("--lpips", help="LPIPS net: alex, vgg, or off.")] = "alex",

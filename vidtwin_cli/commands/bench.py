@@ -10,13 +10,13 @@ import typer
 from rich.table import Table
 
 from vidtwin_cli.console import TaskProgress, err_console, print_json, progress_bar, warner
-from vidtwin_cli.defaults import AUTO
+from vidtwin_cli.defaults import AUTO, ENTROPY
 from vidtwin_cli.errors import UsageError
 from vidtwin_cli.bench.plotting import plot_report, require_matplotlib
 from vidtwin_cli.atomic import Existing
 from vidtwin_cli.commands.options import (
-    BatchOption, DeviceOption, DurationOption, FramesOption, JsonOption, ModelOption, NoOverwriteOption, OverwriteOption,
-    QuietOption, RefineOption, StartOption,
+    BatchOption, BenchDtypeOption, BenchFitOption, DeviceOption, DurationOption, FramesOption, JsonOption, ModelOption,
+    NoOverwriteOption, OverwriteOption, QuietOption, RefineOption, StartOption,
 )  # fmt: skip
 
 
@@ -34,8 +34,8 @@ def command(
     threads: Annotated[int | None, typer.Option("--threads", min=1, help="CPU threads for torch.")] = None,
     compile: Annotated[bool, typer.Option("--compile", help="With --synthetic: torch.compile the ST blocks.")] = False,
     batch_size: BatchOption = 1,
-    fit: Annotated[str, typer.Option("--fit", help="tile or resize (quality is measured at source size).")] = "tile",
-    dtype: Annotated[str, typer.Option("--dtype", help="Latent storage measured: entropy (default quality) or fp16, bf16, fp32, int8.")] = "entropy",
+    fit: BenchFitOption = "tile",
+    dtype: BenchDtypeOption = ENTROPY,
     baseline: Annotated[list[str] | None, typer.Option("--baseline", help="libx264, libx265; repeatable.")] = None,
     lpips: Annotated[str, typer.Option("--lpips", help="LPIPS net: alex, vgg, or off.")] = "alex",
     lpips_every: Annotated[int, typer.Option("--lpips-every", min=1, help="LPIPS on every n-th frame.")] = 1,

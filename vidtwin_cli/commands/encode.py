@@ -15,8 +15,9 @@ from vidtwin_cli.errors import RuntimeFailure, UsageError, VidtwinError
 from vidtwin_cli.interrupts import Interrupted
 from vidtwin_cli.defaults import AUTO, DEFAULT_KEYINT, DEFAULT_QUALITY, ENTROPY
 from vidtwin_cli.commands.options import (
-    BatchOption, CompileOption, DeviceOption, DurationOption, FormatOption, FramesOption, JsonOption, ModelOption,
-    NoOverwriteOption, OverwriteOption, PrecisionOption, QuietOption, RefineOption, StartOption,
+    BatchOption, CompileOption, DeviceOption, DtypeOption, DurationOption, FitOption, FormatOption, FramesOption, JsonOption,
+    KeyintOption, ModelOption, NoAudioOption, NoOverwriteOption, OverwriteOption, PrecisionOption, QualityOption,
+    QuietOption, RefineOption, SampleOption, SeedOption, StartOption, StepOption, StrictOption,
 )  # fmt: skip
 
 if TYPE_CHECKING:
@@ -65,23 +66,22 @@ def command(
     precision: PrecisionOption = AUTO,
     batch_size: BatchOption = 8,
     compile: CompileOption = False,
-    fit: Annotated[str, typer.Option("--fit", help="tile (exact size), resize, or crop (official centre crop).")] = "tile",
-    quality: Annotated[int, typer.Option("--quality", help="Entropy coding quality 1..12: higher is finer and larger.")] = DEFAULT_QUALITY,
-    step: Annotated[float | None, typer.Option("--step", help="Quantisation step in latent units (instead of --quality).")] = None,
-    keyint: Annotated[int, typer.Option("--keyint", help="A key clip every N clips; the others code their change from the clip before.")] = DEFAULT_KEYINT,
-    dtype: Annotated[str, typer.Option("--dtype", help="entropy (.vtw 2.0), or raw latents: fp16, bf16, fp32, int8 (.vtw 1.x).")] = ENTROPY,
+    fit: FitOption = "tile",
+    quality: QualityOption = DEFAULT_QUALITY,
+    step: StepOption = None,
+    keyint: KeyintOption = DEFAULT_KEYINT,
+    dtype: DtypeOption = ENTROPY,
     refine: RefineOption = 0,
-    no_audio: Annotated[bool, typer.Option("--no-audio", help="Leave the source's audio out.")] = False,
-    sample: Annotated[bool, typer.Option("--sample", help="Store posterior samples instead of means.")] = False,
-    seed: Annotated[int | None, typer.Option("--seed", help="Seed for --sample.")] = None,
+    no_audio: NoAudioOption = False,
+    sample: SampleOption = False,
+    seed: SeedOption = None,
     format: FormatOption = None,
     start: StartOption = 0.0,
     duration: DurationOption = None,
     frames: FramesOption = None,
     overwrite: OverwriteOption = False,
     never: NoOverwriteOption = False,
-    strict: Annotated[bool, typer.Option(
-        "--strict", help="A damaged or cut input is an error (default: a warning naming the frames kept).")] = False,
+    strict: StrictOption = False,
     json_out: JsonOption = False,
     quiet: QuietOption = False,
 ) -> None:

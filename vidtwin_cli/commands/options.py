@@ -19,6 +19,23 @@ CompileOption = Annotated[bool, typer.Option(
 RefineOption = Annotated[int, typer.Option("--refine", help=(
     "Search N steps for latents that decode closer to the input: better quality, slower encoding only "
     "(about 3N decodes' work; docs/model-card.md)."))]
+FitOption = Annotated[str, typer.Option("--fit", help="tile (exact size), resize, or crop (official centre crop).")]
+QualityOption = Annotated[int, typer.Option(
+    "--quality", help="Entropy coding quality 1..12: higher is finer and larger.")]
+StepOption = Annotated[float | None, typer.Option(
+    "--step", help="Quantisation step in latent units (instead of --quality).")]
+KeyintOption = Annotated[int, typer.Option(
+    "--keyint", help="A key clip every N clips; the others code their change from the clip before.")]
+DtypeOption = Annotated[str, typer.Option(
+    "--dtype", help="entropy (.vtw 2.0), or raw latents: fp16, bf16, fp32, int8 (.vtw 1.x).")]
+BenchFitOption = Annotated[str, typer.Option("--fit", help="tile or resize (quality is measured at source size).")]
+BenchDtypeOption = Annotated[str, typer.Option(
+    "--dtype", help="Latent storage measured: entropy (default quality) or fp16, bf16, fp32, int8.")]
+NoAudioOption = Annotated[bool, typer.Option("--no-audio", help="Leave the source's audio out.")]
+SampleOption = Annotated[bool, typer.Option("--sample", help="Store posterior samples instead of means.")]
+SeedOption = Annotated[int | None, typer.Option("--seed", help="Seed for --sample.")]
+StrictOption = Annotated[bool, typer.Option(
+    "--strict", help="A damaged or cut input is an error (default: a warning naming the frames kept).")]
 JsonOption = Annotated[bool, typer.Option("--json", help="Print a JSON result object on stdout.")]
 QuietOption = Annotated[bool, typer.Option("--quiet", "-q", help="No progress bar or summary on stderr.")]
 ForceOption = Annotated[bool, typer.Option("--force", help="Decode even if the weights differ from the file's (warns).")]

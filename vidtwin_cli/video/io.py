@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 from types import TracebackType
+from typing import BinaryIO
 
 import av
 import numpy as np
@@ -132,6 +133,40 @@ class _BoundedInput:
 
     def seekable(self) -> bool:
         return False
+
+
+class _StoppableOutput:
+    """Standard output for the muxer. A stop signal that arrives while a write waits on a full pipe (a
+    reader that stalls) is kept in `stopped`, and what the muxer writes after it is dropped: PyAV ignores
+    errors that are not `Exception`s (as `Interrupted` is not) raised inside its write callback, prints
+    them, and would go on writing. The writer raises the stop as soon as PyAV hands control back."""
+
+    def __init__(self, raw: BinaryIO) -> None:
+        self._raw = raw
+        self.stopped: Interrupted | None = None
+        self.began = False  # whether any byte was handed to stdout
+
+    def write(self, data: bytes) -> int:
+        if self.stopped is None:
+            self.began = True
+            try:
+                return self._raw.write(data)
+            except Interrupted as stop:
+                self.stopped = stop
+        return len(data)
+
+    def flush(self) -> None:
+        if self.stopped is None:
+            self._raw.flush()
+
+    def seekable(self) -> bool:  # stdout redirected to a file can seek (mp4 index), a pipe cannot
+        return self._raw.seekable()
+
+    def seek(self, offset: int, whence: int = 0) -> int:
+        return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        return self._raw.tell()
 
 
 class VideoReader:
@@ -506,6 +541,7 @@ class VideoWriter:
         self.pix_fmt = _pixel_format(self._codec, width, height)
         self.frames_written = 0
         self._stack: contextlib.ExitStack | None = None
+        self._stdout: _StoppableOutput | None = None  # "-": what the muxer writes to
         self._audio: list = []  # output streams of `add_audio`, None where the container refused the codec
         self._tracks: list[AudioTrack] = []
 
@@ -513,7 +549,8 @@ class VideoWriter:
         stack = contextlib.ExitStack()
         try:
             if str(self.dst) == STDIO:
-                target: object = stdout_bytes()
+                self._stdout = _StoppableOutput(stdout_bytes())
+                target: object = self._stdout
             else:
                 target = str(stack.enter_context(atomic_path(Path(self.dst))))
             self._container = self._open(target)
@@ -588,6 +625,7 @@ class VideoWriter:
             mux_packets(self._container, self._audio[track], self._tracks[track], packets)
         except (av.FFmpegError, OSError) as e:
             raise RuntimeFailure(f"{self.name}: cannot write audio ({_reason(e)})") from e
+        self._raise_stop()
 
     def write(self, frame: np.ndarray) -> None:
         """Encode one (height, width, 3) uint8 RGB frame."""
@@ -612,6 +650,12 @@ class VideoWriter:
                 self._container.mux(packet)
         except (av.FFmpegError, OSError) as e:
             raise RuntimeFailure(f"{self.name}: cannot write ({_reason(e)})") from e
+        self._raise_stop()
+
+    def _raise_stop(self) -> None:
+        """Raise a stop signal that arrived inside PyAV's write callback (see `_StoppableOutput`)."""
+        if self._stdout is not None and self._stdout.stopped is not None:
+            raise self._stdout.stopped
 
     def __exit__(self, exc_type: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
@@ -623,15 +667,26 @@ class VideoWriter:
                                      f"{self.info.frame_count}")
                 self._encode(None)  # flush the encoder's delayed frames
                 self._container.close()  # writes the trailer (mp4 index); closing again is a no-op
+                self._raise_stop()
             except (av.FFmpegError, OSError) as e:
                 error = RuntimeFailure(f"{self.name}: cannot finish writing ({_reason(e)})")
                 stack.__exit__(type(error), error, None)
                 raise error from e
             except BaseException as e:
                 stack.__exit__(type(e), e, e.__traceback__)
+                if isinstance(e, Interrupted):
+                    raise self._reported(e) from None
                 raise
             stack.close()  # container, then the atomic rename
             if str(self.dst) == STDIO:
                 stdout_bytes().flush()
         else:
             stack.__exit__(exc_type, exc, tb)
+            if isinstance(exc, Interrupted):
+                raise self._reported(exc) from None
+
+    def _reported(self, stop: Interrupted) -> Interrupted:
+        """A stop after bytes reached stdout says so: a pipe, unlike a file, cannot take them back."""
+        if self._stdout is not None and self._stdout.began:
+            return stop.keeping("the video sent to stdout is cut short")
+        return stop
