@@ -17,4 +17,5 @@ def test_every_example_in_the_api_page_runs(tmp_path, monkeypatch, capsys):
         exec(compile(code, f"docs/api.md block {number}", "exec"), namespace)
     out = capsys.readouterr().out
     assert "--fit must be one of tile, resize, crop" in out and "missing.vtw: no such file" in out
+    assert "{'encode': {'quality': 9, 'refine': 10, 'trim': {'start': 0.0, 'frames': 8}}}" in out  # as the page says
     assert {p.name for p in tmp_path.iterdir()} == {"sample.vtw", "frames.mp4", "frames.vtw", "swapped.vtw"}
