@@ -58,10 +58,13 @@ def test_stopped_encode_says_so_in_one_line_and_leaves_nothing(tmp_path, signum,
     assert list(out.iterdir()) == []
 
 
-def _blocked_reading_stdin(pid: int) -> bool:
-    """The process waits in read(2) on fd 0 (/proc/PID/syscall: number 0 on x86-64, first argument 0x0)."""
+READ, WRITE = 0, 1  # x86-64 syscall numbers
+
+
+def _blocked_in(pid: int, syscall: int, fd: int) -> bool:
+    """The process waits in `syscall` on `fd` (/proc/PID/syscall: the number, then the first argument)."""
     fields = Path(f"/proc/{pid}/syscall").read_text().split()
-    return len(fields) > 1 and fields[0] == "0" and fields[1] == "0x0"
+    return fields[:2] == [str(syscall), hex(fd)]
 
 
 @pytest.mark.skipif(not Path("/proc/self/syscall").exists() or os.uname().machine != "x86_64",
@@ -77,7 +80,7 @@ def test_a_stop_while_the_pipe_is_read_is_the_same_one_line(tmp_path, signum, co
     proc.stdin.write(stream[: len(stream) // 2])
     proc.stdin.flush()
     deadline = time.monotonic() + 120
-    while not ("libav" in Path(f"/proc/{proc.pid}/maps").read_text() and _blocked_reading_stdin(proc.pid)):
+    while not ("libav" in Path(f"/proc/{proc.pid}/maps").read_text() and _blocked_in(proc.pid, READ, 0)):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.05)
     proc.send_signal(signum)
@@ -85,12 +88,6 @@ def test_a_stop_while_the_pipe_is_read_is_the_same_one_line(tmp_path, signum, co
     how = "interrupted" if signum == signal.SIGINT else "terminated (SIGTERM)"
     assert (proc.returncode, stderr.decode()) == (code, f"{how}; nothing written\n")
     assert not (tmp_path / "clip.vtw").exists()
-
-
-def _blocked_writing_stdout(pid: int) -> bool:
-    """The process waits in write(2) on fd 1 (/proc/PID/syscall: number 1 on x86-64, first argument 0x1)."""
-    fields = Path(f"/proc/{pid}/syscall").read_text().split()
-    return len(fields) > 1 and fields[0] == "1" and fields[1] == "0x1"
 
 
 @pytest.mark.skipif(not Path("/proc/self/syscall").exists() or os.uname().machine != "x86_64",
@@ -105,7 +102,7 @@ def test_a_stop_while_a_stalled_pipe_is_written_is_one_line(tmp_path, signum, co
                              "-f", "nut", "--codec", "ffv1", "--model", "tiny", "-q"], cwd=REPO,
                             stdout=subprocess.PIPE, stderr=subprocess.PIPE)  # fmt: skip
     deadline = time.monotonic() + 120  # ffv1 frames fill the 64 KiB pipe long before the 96th
-    while not _blocked_writing_stdout(proc.pid):
+    while not _blocked_in(proc.pid, WRITE, 1):
         assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
         time.sleep(0.05)
     proc.send_signal(signum)
