@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import BinaryIO, TextIO
 
 from vidtwin_cli.errors import InputError, RuntimeFailure, UsageError
+from vidtwin_cli.interrupts import Interrupted
 
 STDIO = "-"
 WRITE_ERRNOS = (errno.ENOSPC, errno.EDQUOT, errno.EFBIG, errno.EIO, errno.EROFS)  # the storage refused the output
@@ -149,9 +150,12 @@ def atomic_path(path: Path, suffix: str | None = None) -> Iterator[Path]:
 @contextlib.contextmanager
 def atomic_output(path: Path | str) -> Iterator[BinaryIO]:
     """Open `path` (or stdout for "-") for binary writing, atomically."""
-    if str(path) == STDIO:
+    if str(path) == STDIO:  # writers write as soon as they enter: a stop inside leaves a part on stdout
         out = stdout_bytes()
-        yield out
+        try:
+            yield out
+        except Interrupted as stop:
+            raise stop.cutting_stdout() from None
         out.flush()
         return
     with atomic_path(Path(path)) as tmp, open(tmp, "wb") as f:

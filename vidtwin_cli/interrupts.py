@@ -32,6 +32,10 @@ class Interrupted(BaseException):
         """The same stop (same signal), now saying what was kept."""
         return Interrupted(self.signum, kept)
 
+    def cutting_stdout(self) -> Interrupted:
+        """The same stop, saying that an output streamed to stdout ends early: a pipe cannot take bytes back."""
+        return self.keeping("the output sent to stdout is cut short")
+
     @property
     def exit_code(self) -> int:
         return 128 + self.signum

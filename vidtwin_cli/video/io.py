@@ -688,5 +688,5 @@ class VideoWriter:
     def _reported(self, stop: Interrupted) -> Interrupted:
         """A stop after bytes reached stdout says so: a pipe, unlike a file, cannot take them back."""
         if self._stdout is not None and self._stdout.began:
-            return stop.keeping("the video sent to stdout is cut short")
+            return stop.cutting_stdout()
         return stop
