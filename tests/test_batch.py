@@ -295,8 +295,12 @@ def _clash(tmp: Path) -> Path:
     (_clash, [], "would both write"),
     (lambda t: t, ["--ray", "local", "--device", "cuda:1"], "--device"),
     (lambda t: t, ["--precision", "fp16"], "fp16"),
+    (lambda t: t, ["--quality", "13"], "--quality"),
+    (lambda t: t, ["--keyint", "0"], "--keyint"),
+    (lambda t: t, ["--step", "-1"], "--step"),
 ], ids=["shard-out-of-range", "shard-not-i-of-n", "missing-src", "video-as-src", "csv-without-path-column",
-        "list-outside-root", "two-inputs-one-output", "ray-device-index", "fp16-on-cpu"])  # fmt: skip
+        "list-outside-root", "two-inputs-one-output", "ray-device-index", "fp16-on-cpu", "quality-out-of-range",
+        "keyint-zero", "negative-step"])  # fmt: skip
 def test_bad_usage_is_one_line_exit_2_and_writes_nothing(tmp_path, make_src, extra, fragment):
     src = make_src(tmp_path)
     out = tmp_path / "out"
