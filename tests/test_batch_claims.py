@@ -153,7 +153,9 @@ def test_a_live_claim_is_waited_for_never_taken(tmp_path):
     assert verify_vtw(out / "clip0.vtw").valid
 
 
-def test_of_many_takers_of_one_stale_claim_exactly_one_wins(tmp_path):
+@pytest.mark.parametrize("round_", range(16))
+@pytest.mark.parametrize("stagger_s", [0.0, 0.0002, 0.0005])  # late takers find the name free after a takeover
+def test_of_many_takers_of_one_stale_claim_exactly_one_wins_and_knows_what_it_replaced(tmp_path, stagger_s, round_):
     out = tmp_path / "out"
     claim = _plant(out, "x.vtw", "another-machine", 4242, age_s=3600.0)
     takers = [Claims(timeout_s=60) for _ in range(8)]
@@ -162,6 +164,7 @@ def test_of_many_takers_of_one_stale_claim_exactly_one_wins(tmp_path):
 
     def take(i: int) -> None:
         start.wait()
+        time.sleep(i * stagger_s)
         won[i] = takers[i].take(claim)
 
     threads = [threading.Thread(target=take, args=(i,)) for i in range(len(takers))]
@@ -169,9 +172,12 @@ def test_of_many_takers_of_one_stale_claim_exactly_one_wins(tmp_path):
         thread.start()
     for thread in threads:
         thread.join()
-    winners = [w for w in won if w is not None]
-    assert len(winners) == 1 and winners[0].replaced is not None
-    assert winners[0].replaced.holder.host == "another-machine"
+    winners = [i for i, w in enumerate(won) if w is not None]
+    assert len(winners) == 1, won
+    (winner,) = winners
+    # the one that holds it is the one told what it replaced: the runner clears the dead holder's leftovers then
+    assert won[winner].replaced is not None and won[winner].replaced.holder.host == "another-machine"
+    assert takers[winner].look(claim).holder.pid == os.getpid()
     assert [p.name for p in claim.parent.iterdir()] == [claim.name], "takeover markers are cleaned up"
     for taker in takers:
         taker.close()

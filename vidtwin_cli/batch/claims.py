@@ -11,9 +11,10 @@ the filesystem's own clock (the mtime a new file gets there), so machines whose 
 still agree on how old a heartbeat is.
 
 Replacing a stale claim first takes a second O_EXCL file named after the stale claim's token: of
-several processes that find the same claim stale, only the one that makes that file removes the
-claim, and only after reading the same token there again. Then everyone races for the name with
-O_EXCL as before, so exactly one process holds it.
+several processes that find the same claim stale, only the one that makes that file may replace
+the claim, and only after reading the same token there again. It writes its own claim beside it and
+renames that over the stale one (atomic, also on NFS), so the name is never free in between: the
+process that holds it is the one that knows what it replaced.
 """
 
 from __future__ import annotations
@@ -102,16 +103,15 @@ class Claims:
 
     def take(self, path: Path) -> Taken | None:
         """Claim `path`; None when a live process holds it. Raises ClaimError when it cannot be written."""
-        replaced: Seen | None = None
-        for _ in range(3):  # a claim can vanish or go stale between two looks; a few rounds settle it
+        for _ in range(3):  # a claim can be released between two looks; a few rounds settle it
             if self._create(path):
-                return Taken(path, replaced)
+                return Taken(path)
             seen = self.look(path)
             if seen is None:
                 continue  # released in between: try again
-            if not self.stale(seen) or not self._remove_stale(path, seen):
-                return None
-            replaced = seen
+            if self.stale(seen) and self._replace_stale(path, seen):
+                return Taken(path, seen)
+            return None
         return None
 
     def release(self, path: Path) -> None:
@@ -158,26 +158,22 @@ class Claims:
     # ------------------------------------------------------------------ the file operations
 
     def _create(self, path: Path) -> bool:
-        token = secrets.token_hex(TOKEN_CHARS // 2)
-        holder = Holder(self.host, self.pid, token, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
         try:
             fd = _create_exclusive(path)
         except FileExistsError:
             return False
+        token, record = self._new_record()
         with self._lock:  # at once: a run stopped while writing still releases the file
             self._held[path] = token
         try:
-            os.write(fd, json.dumps(asdict(holder)).encode())
-            os.fsync(fd)
+            _write_record(fd, record)
         except OSError as e:
             self.release(path)
             raise ClaimError(f"{path}: cannot write the claim file ({e.strerror or e})") from e
-        finally:
-            os.close(fd)
         return True
 
-    def _remove_stale(self, path: Path, seen: Seen) -> bool:
-        """Remove the stale claim `seen` if this process wins the right to; False when another taker has it."""
+    def _replace_stale(self, path: Path, seen: Seen) -> bool:
+        """Put our claim in place of the stale claim `seen`; False when another taker does, or it changed."""
         for attempt in range(3):
             marker = path.with_name(f"{path.name}{TAKEOVER}{seen.identity}-{attempt}")
             try:
@@ -192,13 +188,29 @@ class Claims:
         try:
             again = self.look(path)
             if again is None or again.identity != seen.identity:
-                return again is None  # gone (taken over and released): race for it again
-            with contextlib.suppress(FileNotFoundError):
-                path.unlink()
+                return False  # released or replaced meanwhile: the caller looks again later
+            token, record = self._new_record()
+            ours = path.with_name(f"{path.name}.new-{token}")
+            try:
+                _write_record(_create_exclusive(ours), record)
+                with self._lock:
+                    self._held[path] = token
+                os.replace(ours, path)
+            except OSError as e:
+                with self._lock:
+                    self._held.pop(path, None)
+                ours.unlink(missing_ok=True)
+                raise ClaimError(f"{path}: cannot replace the stale claim file ({e.strerror or e})") from e
             return True
         finally:
             for n in range(attempt + 1):
                 path.with_name(f"{path.name}{TAKEOVER}{seen.identity}-{n}").unlink(missing_ok=True)
+
+    def _new_record(self) -> tuple[str, bytes]:
+        """A fresh claim token and the claim file's content naming this process."""
+        token = secrets.token_hex(TOKEN_CHARS // 2)
+        holder = Holder(self.host, self.pid, token, time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()))
+        return token, json.dumps(asdict(holder)).encode()
 
     def _now(self, folder: Path) -> float:
         """Now by the clock of the filesystem holding `folder` (measured once per folder)."""
@@ -231,6 +243,14 @@ def _holder(data: bytes) -> Holder | None:
     if not (all(isinstance(f, str) for f in fields) and type(holder.pid) is int and 0 < holder.pid < 2**31):
         return None
     return holder if len(holder.claim) == TOKEN_CHARS and set(holder.claim) <= set(string.hexdigits) else None
+
+
+def _write_record(fd: int, record: bytes) -> None:
+    try:
+        os.write(fd, record)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
 
 
 def output_claim(out_dir: Path, output: Path) -> Path:
