@@ -23,6 +23,7 @@ from typing import overload
 import numpy as np
 
 from vidtwin_cli.callbacks import OnStart, Progress, Warn
+from vidtwin_cli.codec.model_info import ModelInfo  # noqa: F401 (re-exported: `ModelSession.info`)
 from vidtwin_cli.codec.model_session import ModelSession
 from vidtwin_cli.codec.runtime import AUTO
 from vidtwin_cli.codec.options import DecodeOptions, EncodeOptions, SwapOptions, VideoOutput

@@ -17,7 +17,7 @@ import statistics
 import sys
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import asdict, dataclass, field
 
 import torch
 from torch import nn
@@ -29,7 +29,7 @@ from vidtwin_cli.vtw.bytes import ST_DTYPES
 from vidtwin_cli.vtw.header import LATENT_DTYPES, tensor_layout
 from vidtwin_cli.bench.flops import model_flops
 from vidtwin_cli.bench.metrics import json_float, json_ready, psnr_from_mse
-from vidtwin_cli.codec.model_info import parameter_counts
+from vidtwin_cli.codec.model_info import ParameterCounts
 from vidtwin_cli.codec.runtime import PRECISIONS, ModelRunner, PackedLinear, cpu_has_native_bf16, resolve_precision
 from vidtwin_cli.codec.weights import LoadedModel, resolve_model
 
@@ -329,7 +329,7 @@ def report_header(mode: str, loaded: LoadedModel, device: torch.device, load_sec
         "schema": SCHEMA,
         "mode": mode,
         "model": {"spec": loaded.spec, "source": loaded.source, "weights_sha256": loaded.sha256,
-                  **parameter_counts(loaded.model), "config": cfg.to_dict()},
+                  **asdict(ParameterCounts.of(loaded.model)), "config": cfg.to_dict()},
         "environment": environment(device),
         "load_seconds": load_seconds,
         "flops_per_clip": model_flops(cfg).to_dict(),

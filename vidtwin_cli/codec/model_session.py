@@ -6,6 +6,7 @@ import logging
 
 from vidtwin_cli.callbacks import Warn
 from vidtwin_cli.codec.hub import StageProgress
+from vidtwin_cli.codec.model_info import ModelInfo
 from vidtwin_cli.codec.runtime import AUTO, ModelRunner, precision_name, resolve_device, resolve_precision
 from vidtwin_cli.codec.weights import LoadedModel, resolve_model, resolve_recorded_model, untrained_note
 from vidtwin_cli.vtw.header import ModelRef
@@ -37,6 +38,11 @@ class ModelSession:
         self.dtype = resolve_precision(self.precision, self.device)
         self.batch_size, self.warn, self.compile = batch_size, warn, compile
         self._loaded: tuple[LoadedModel, ModelRunner] | None = None
+
+    @property
+    def info(self) -> ModelInfo:
+        """What `vidtwin info` says of the model: parameters, latent shapes, compression rate, fingerprint."""
+        return ModelInfo.of(self.load()[0])
 
     def load(self, recorded: ModelRef | None = None, *, recorded_in: str = "this .vtw",
              flag: str = "--model") -> tuple[LoadedModel, ModelRunner]:  # fmt: skip

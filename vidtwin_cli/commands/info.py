@@ -16,55 +16,52 @@ DitOption = Annotated[str | None, typer.Option("--dit", help="Describe a latent 
 
 def command(model: ModelOption = None, json_out: JsonOption = False, dit: DitOption = None) -> None:
     """Show a model's parameter count, latent shapes per clip and compression rate."""
-    from vidtwin_cli.codec.model_info import describe, describe_dit  # torch loads here, not for --help
+    from vidtwin_cli.codec.model_info import DiTInfo, ModelInfo  # torch loads here, not for --help
     from vidtwin_cli.codec.weights import resolve_model
     from vidtwin_cli.generation.weights import resolve_dit
 
     if dit is not None:
         if model is not None:
             raise UsageError("give --model or --dit, not both")
-        _show_dit(describe_dit(resolve_dit(dit)), json_out)
+        _show_dit(DiTInfo.of(resolve_dit(dit)), json_out)
         return
     with progress_bar(err_console()) as bars:  # a hub model may download and convert first
-        info = describe(resolve_model(model, progress=stages(bars)))
+        info = ModelInfo.of(resolve_model(model, progress=stages(bars)))
     if json_out:
-        print_json(info)
+        print_json(info.to_dict())
         return
-    table = Table(show_header=False, box=None)
-    table.add_column(style="bold")
-    table.add_column()
-    shapes = info["latent_shapes"]
-    rows = [
-        ("model", f"{info['model']} ({info['source']}{', commit ' + info['commit'][:12] if info['commit'] else ''}"
-                  f"{'' if info['trained'] else '; untrained: seeded random weights'})"),
-        ("parameters", f"{info['parameters']:,} ({info['parameters_used']:,} used in forward)"),
-        ("clip (C, T, H, W)", str(tuple(info["clip_shape"]))),
-        ("structure latent", str(tuple(shapes["structure"]))),
-        ("dynamics latents", f"2 × {tuple(shapes['dynamics_x'])}"),
-        ("values per clip", f"{info['latent_values_per_clip']:,}"),
-        ("compression rate", f"{100 * info['compression_rate']:.3f}%"),
-        ("weights sha256", info["weights_sha256"]),
-    ]
-    for k, v in rows:
-        table.add_row(k, v)
-    err_console().print(table)
+    commit = f", commit {info.commit[:12]}" if info.commit else ""
+    untrained = "" if info.trained else "; untrained: seeded random weights"
+    _show([
+        ("model", f"{info.model} ({info.source}{commit}{untrained})"),
+        ("parameters", f"{info.parameters:,} ({info.parameters_used:,} used in forward)"),
+        ("clip (C, T, H, W)", str(info.clip_shape)),
+        ("structure latent", str(info.latent_shapes.structure)),
+        ("dynamics latents", f"2 × {info.latent_shapes.dynamics_x}"),
+        ("values per clip", f"{info.latent_values_per_clip:,}"),
+        ("compression rate", f"{100 * info.compression_rate:.3f}%"),
+        ("weights sha256", info.weights_sha256),
+    ])
 
 
-def _show_dit(info: dict, json_out: bool) -> None:
+def _show_dit(info: DiTInfo, json_out: bool) -> None:
     if json_out:
-        print_json(info)
+        print_json(info.to_dict())
         return
-    cfg, tokens, ae = info["config"], info["tokens"], info["autoencoder"]
-    paper = f" (paper: {info['paper_parameters']:,})" if info["paper_parameters"] else ""
-    rows = [
-        ("dit", f"{info['dit']} ({info['source']})"),
-        ("parameters", f"{info['parameters']:,}{paper}"),
+    cfg, ae = info.config, info.autoencoder
+    paper = f" (paper: {info.paper_parameters:,})" if info.paper_parameters else ""
+    _show([
+        ("dit", f"{info.dit} ({info.source})"),
+        ("parameters", f"{info.parameters:,}{paper}"),
         ("blocks × width", f"{cfg['depth']} × {cfg['hidden_size']}, {cfg['num_heads']} heads, FFN {cfg['mlp_hidden']}"),
-        ("tokens (count, values)", f"structure {tuple(tokens['structure'])}, dynamics {tuple(tokens['dynamics'])}"),
-        ("classes", ", ".join(info["classes"]) if len(info["classes"]) <= 8 else f"{len(info['classes'])} classes"),
+        ("tokens (count, values)", f"structure {info.tokens.structure}, dynamics {info.tokens.dynamics}"),
+        ("classes", ", ".join(info.classes) if len(info.classes) <= 8 else f"{len(info.classes)} classes"),
         ("autoencoder", "none (untrained preset)" if ae is None else f"{ae['spec']} (sha256 {ae['weights_sha256'][:16]}…)"),
-        ("weights sha256", info["weights_sha256"]),
-    ]
+        ("weights sha256", info.weights_sha256),
+    ])
+
+
+def _show(rows: list[tuple[str, str]]) -> None:
     table = Table(show_header=False, box=None)
     table.add_column(style="bold")
     table.add_column()
