@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.table import Table
@@ -11,13 +11,17 @@ from vidtwin_cli.console import err_console, print_json, progress_bar, stages
 from vidtwin_cli.commands.options import JsonOption, ModelOption
 from vidtwin_cli.errors import UsageError
 
+if TYPE_CHECKING:  # torch loads with these: only in `command`, not for --help
+    from vidtwin_cli.generation.info import DiTInfo
+
 DitOption = Annotated[str | None, typer.Option("--dit", help="Describe a latent DiT instead: preset name or DiT file.")]
 
 
 def command(model: ModelOption = None, json_out: JsonOption = False, dit: DitOption = None) -> None:
     """Show a model's parameter count, latent shapes per clip and compression rate."""
-    from vidtwin_cli.codec.model_info import DiTInfo, ModelInfo  # torch loads here, not for --help
+    from vidtwin_cli.codec.model_info import ModelInfo  # torch loads here, not for --help
     from vidtwin_cli.codec.weights import resolve_model
+    from vidtwin_cli.generation.info import DiTInfo
     from vidtwin_cli.generation.weights import resolve_dit
 
     if dit is not None:
