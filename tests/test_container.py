@@ -30,12 +30,12 @@ from vidtwin_cli.vtw.container import (
     VtwFile,
     VtwHeader,
     VtwWriter,
-    describe_vtw,
     open_vtw,
     read_vtw,
     verify_vtw,
     write_vtw,
 )
+from vidtwin_cli.vtw.figures import TensorSize, VtwFigures
 from vidtwin_cli.vtw.header import MAGIC
 from vidtwin_cli.errors import ContainerError, InputError, RuntimeFailure, UsageError
 from vidtwin_cli.video.info import Geometry, VideoInfo
@@ -151,16 +151,19 @@ def test_resize_and_crop_use_one_tile(tmp_path):
         assert (back.header.geometry.fit, back.header.rows, back.header.clips) == (fit, 1, 1)
 
 
-def test_describe_figures(tmp_path):
+def test_figures(tmp_path):
     vtw = tiny_vtw("fp16")
     nbytes = write_vtw(tmp_path / "d.vtw", vtw)
-    d = describe_vtw(vtw.header, nbytes)
+    f = VtwFigures.of(vtw.header, nbytes)
     cfg = PRESETS["tiny"]
-    assert d["tensor_bytes"] == 2 * 12 * cfg.latent_values and d["overhead_bytes"] == nbytes - d["tensor_bytes"]
+    assert f.tensor_bytes == 2 * 12 * cfg.latent_values and f.overhead_bytes == nbytes - f.tensor_bytes
+    assert f.tensors["structure"] == TensorSize("F16", (12, *cfg.structure_shape), 2 * 12 * 240)
+    assert f.bitrate_bps == pytest.approx(nbytes * 8 / vtw.header.video.duration)
+    assert f.compression_vs_raw == pytest.approx(13 * 50 * 40 * 3 / nbytes)
+    assert f.latent_values_per_clip == 4 * cfg.latent_values and f.key_interval == 1 and f.coded is None
+    d = f.to_dict()  # the JSON spelling `vidtwin inspect --json` prints
     assert d["tensors"]["structure"] == {"dtype": "F16", "shape": [12, *cfg.structure_shape], "bytes": 2 * 12 * 240}
-    assert d["bitrate_bps"] == pytest.approx(nbytes * 8 / vtw.header.video.duration)
-    assert d["compression_vs_raw"] == pytest.approx(13 * 50 * 40 * 3 / nbytes)
-    assert d["latent_values_per_clip"] == 4 * cfg.latent_values and d["compression_rate"] == cfg.compression_rate
+    assert d["compression_rate"] == cfg.compression_rate and "streams" not in d
 
 
 def test_inconsistent_values_are_a_programming_error():

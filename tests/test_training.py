@@ -82,8 +82,8 @@ def test_a_few_real_steps_lower_the_loss_on_a_fixed_batch(videos, alex_ckpt):
 @pytest.mark.slow
 def test_interrupt_then_resume_repeats_the_uninterrupted_run(tmp_path, videos, alex_ckpt):
     straight = tmp_path / "straight"
-    summary = train_autoencoder(_request(straight, videos, alex_ckpt))
-    assert summary["steps"] == 6
+    result = train_autoencoder(_request(straight, videos, alex_ckpt))
+    assert result is not None and result.steps == 6 and result.model == str(straight / "model.safetensors")
 
     def ctrl_c_at_step_3(step: int, total: int, logs: dict) -> None:
         if step == 3:

@@ -36,6 +36,7 @@ from vidtwin_cli.codec.weights import DEFAULT_MODEL, SAMPLE_CLIP
 from vidtwin_cli.errors import ContainerError, InputError, ModelError, RuntimeFailure, UsageError, VidtwinError  # noqa: F401 (re-exported)
 from vidtwin_cli.video.io import Trim
 from vidtwin_cli.vtw.container import Inspection, VerifyReport, VtwFile, inspect_vtw, read_vtw, verify_vtw, write_vtw
+from vidtwin_cli.vtw.figures import VtwFigures  # noqa: F401 (re-exported: `Inspection.figures`)
 
 ModelArg = ModelSession | str | None  # a loaded model, a spec to load, or None (the default / the file's own)
 

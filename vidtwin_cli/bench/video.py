@@ -23,7 +23,7 @@ from vidtwin_cli.callbacks import Progress, Warn
 from vidtwin_cli.bench.bdrate import rd_bd_rates
 from vidtwin_cli.bench.baseline import RD_PRESETS, available_codecs, decode_stream, encode_at_bytes, encode_frames, unavailable
 from vidtwin_cli.bench.speed import PeakMemory, report_header, synthetic_clips
-from vidtwin_cli.vtw.container import describe_vtw, open_vtw, read_vtw, write_vtw
+from vidtwin_cli.vtw.container import VtwFigures, open_vtw, read_vtw, write_vtw
 from vidtwin_cli.vtw.entropy import DEFAULT_KEYINT, DEFAULT_QUALITY, latent_sigma, step_for_quality
 from vidtwin_cli.vtw.header import ENTROPY, LATENT_DTYPES, check_latent_dtype
 from vidtwin_cli.errors import UsageError
@@ -197,10 +197,10 @@ def _rates(reference: Path, workdir: Path, stem: str) -> dict:
         with read.timing(), open_vtw(path) as reader:
             for _ in reader.iter_clips():
                 pass
-        d = describe_vtw(reader.header, nbytes)
-        rate[dtype] = {"bytes": nbytes, "kbit_per_s": d["bitrate_bps"] / 1000 if d["bitrate_bps"] else None,
-                       "compression_vs_raw": d["compression_vs_raw"], "overhead_bytes": d["overhead_bytes"],
-                       "bits_per_value": d["bits_per_value"], "write_s": write.seconds, "read_s": read.seconds}  # fmt: skip
+        f = VtwFigures.of(reader.header, nbytes)
+        rate[dtype] = {"bytes": nbytes, "kbit_per_s": f.bitrate_bps / 1000 if f.bitrate_bps else None,
+                       "compression_vs_raw": f.compression_vs_raw, "overhead_bytes": f.overhead_bytes,
+                       "bits_per_value": f.bits_per_value, "write_s": write.seconds, "read_s": read.seconds}  # fmt: skip
     return rate
 
 

@@ -37,7 +37,7 @@ from vidtwin_cli.video.tiling import clip_frames, frames_to_tiles
 from vidtwin_cli.atomic import STDIO
 from vidtwin_cli.video.audio import AudioPacket, read_audio
 from vidtwin_cli.vtw.container import (
-    CodedReader, CodedWriter, ModelRef, VtwFile, VtwHeader, VtwWriter, describe_vtw, open_vtw, vtw_writer,
+    CodedReader, CodedWriter, ModelRef, VtwFile, VtwHeader, VtwFigures, VtwWriter, open_vtw, vtw_writer,
 )  # fmt: skip
 from vidtwin_cli.vtw.entropy import latent_sigma, step_for_quality
 from vidtwin_cli.vtw.header import ENTROPY
@@ -201,16 +201,16 @@ def encode_video(
                 session.warn(f"{video.name} has audio, {why}: the decoded video will be silent")
             nbytes = writer.finish(video.info)
             header = writer.header
-    summary = describe_vtw(header, nbytes)
+    figures = VtwFigures.of(header, nbytes)
     return EncodeResult(
         input=_source_name(src), output=str(dst), frames=header.video.frame_count, width=header.video.width,
         height=header.video.height, fps=float(header.video.fps), clips=header.clips,
         tiles_per_clip=header.tiles_per_clip, bytes=nbytes,
-        bitrate_kbps=summary["bitrate_bps"] / 1000 if summary["bitrate_bps"] else None,
-        compression_rate=summary["compression_rate"], compression_vs_raw=summary["compression_vs_raw"],
+        bitrate_kbps=figures.bitrate_bps / 1000 if figures.bitrate_bps else None,
+        compression_rate=header.model.config.compression_rate, compression_vs_raw=figures.compression_vs_raw,
         input_bytes=Path(src).stat().st_size if isinstance(src, (str, Path)) and str(src) != STDIO else None,
         latent_dtype=header.dtype, seconds=time.perf_counter() - started, device=str(session.device),
-        precision=session.precision, step=header.step, keyint=header.keyint, bits_per_value=summary["bits_per_value"],
+        precision=session.precision, step=header.step, keyint=header.keyint, bits_per_value=figures.bits_per_value,
         audio_tracks=len(writer.audio) if isinstance(writer, CodedWriter) else 0,
     )  # fmt: skip
 

@@ -80,14 +80,14 @@ def ae(
             if not quiet:
                 bar.console.print(message, markup=False, highlight=False)
 
-        summary = train_autoencoder(request, progress, report)
-    if summary is None:  # not rank 0 of a torchrun job
+        result = train_autoencoder(request, progress, report)
+    if result is None:  # not rank 0 of a torchrun job
         return
     if json_out:
-        print_json(summary)
+        print_json(result.to_json())
     else:
-        val_part = "".join(f" {k} {v:.4g}" for k, v in summary["val"].items() if k in ("psnr", "ssim", "lpips"))
-        err.print(f"trained {summary['steps']} steps in {summary['seconds']:.0f} s -> {summary['model']}{val_part}", markup=False)
+        val_part = "".join(f" {k} {v:.4g}" for k, v in result.val.items() if k in ("psnr", "ssim", "lpips"))
+        err.print(f"trained {result.steps} steps in {result.seconds:.0f} s -> {result.model}{val_part}", markup=False)
 
 
 app.command("dit")(train_dit.command)

@@ -55,12 +55,12 @@ def command(
                 bar.console.print(message, markup=False, highlight=False)
 
         warn = warner(bar.console)
-        summary = train_dit(request, progress, report, warn)
-    if summary is None:  # not rank 0 of a torchrun job
+        result = train_dit(request, progress, report, warn)
+    if result is None:  # not rank 0 of a torchrun job
         return
     if json_out:
-        print_json(summary)
+        print_json(result.to_json())
     else:
-        loss = summary["train"].get("loss")
-        err.print(f"trained {summary['steps']} steps in {summary['seconds']:.0f} s on {summary['clips']} clips"
-                  f"{f', loss {loss:.4g}' if loss is not None else ''} -> {summary['model']}", markup=False)
+        loss = result.train.get("loss")
+        err.print(f"trained {result.steps} steps in {result.seconds:.0f} s on {result.clips} clips"
+                  f"{f', loss {loss:.4g}' if loss is not None else ''} -> {result.model}", markup=False)

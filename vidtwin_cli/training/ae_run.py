@@ -17,6 +17,7 @@ import torch.distributed as torch_dist
 from vidtwin_cli.callbacks import Warn
 from vidtwin_cli.errors import InputError, ModelError, UsageError
 from vidtwin_cli.bench.lpips_weights import load_lpips
+from vidtwin_cli.codec.results import JsonResult
 from vidtwin_cli.codec.runtime import slow_bf16_warning
 from vidtwin_cli.codec.weights import build_model, read_model_file, resolve_model
 from vidtwin_cli.training.ae_step import AutoencoderTask, fresh_model, training_metadata
@@ -43,6 +44,20 @@ class TrainRequest:
     device: str = "auto"
     threads: int = 0  # torch intra-op threads; 0: leave torch's default
     lpips_weights: Path | None = None
+
+
+@dataclass(frozen=True)
+class AutoencoderTrainResult(JsonResult):
+    """A finished `train ae` run; `to_json()` is what `vidtwin train ae --json` prints."""
+
+    run: str  # the run directory
+    model: str  # its final model file
+    world_size: int  # processes that trained (torchrun)
+    device: str
+    steps: int
+    seconds: float  # wall time of this invocation (a resumed run counts from its resume)
+    train: dict[str, float]  # the last logged training values
+    val: dict[str, float]  # the last validation values: psnr, ssim, lpips ({} without --val)
 
 
 def share(dist: DistContext, value: Any) -> Any:
@@ -80,18 +95,19 @@ def _config(req: TrainRequest, run: RunDir, resume_step: int | None) -> tuple[Tr
 
 def train_autoencoder(
     req: TrainRequest, progress: StepProgress | None = None, report: Report | None = None
-) -> dict[str, Any] | None:
-    """Run (or resume) autoencoder training; returns the summary on rank 0 (None on other ranks).
+) -> AutoencoderTrainResult | None:
+    """Run (or resume) autoencoder training; returns the result on rank 0 (None on other ranks).
     Raises TrainingInterrupted after saving when stopped by Ctrl-C, SIGTERM or SIGHUP."""
     dist = init_distributed(req.device)
     try:
-        summary = _train(req, dist, progress if dist.is_main else None, report if dist.is_main else None)
-        return summary if dist.is_main else None
+        result = _train(req, dist, progress if dist.is_main else None, report if dist.is_main else None)
+        return result if dist.is_main else None
     finally:
         shutdown_distributed()
 
 
-def _train(req: TrainRequest, dist: DistContext, progress: StepProgress | None, report: Report | None) -> dict[str, Any]:
+def _train(req: TrainRequest, dist: DistContext, progress: StepProgress | None,
+           report: Report | None) -> AutoencoderTrainResult:  # fmt: skip
     say = report or (lambda msg: None)
     if req.threads > 0:
         torch.set_num_threads(req.threads)
@@ -148,6 +164,6 @@ def _train(req: TrainRequest, dist: DistContext, progress: StepProgress | None, 
                          config.data.num_workers, pin_memory=dist.device.type == "cuda")  # fmt: skip
     settings = LoopSettings(config.steps, config.log_every, config.val_every, config.checkpoint_every,
                             config.keep_checkpoints, metadata)  # fmt: skip
-    summary = run_loop(task, loader, settings, run, dist, start, progress)
-    return {"run": str(run.root), "model": str(run.final_model), "world_size": dist.world_size,
-            "device": str(dist.device), **summary}  # fmt: skip
+    done = run_loop(task, loader, settings, run, dist, start, progress)
+    return AutoencoderTrainResult(str(run.root), str(run.final_model), dist.world_size, str(dist.device), done.steps,
+                                  done.seconds, done.train, done.val)  # fmt: skip

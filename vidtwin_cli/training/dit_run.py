@@ -20,6 +20,7 @@ from vidtwin_cli.vtw.header import ModelRef
 from vidtwin_cli.generation.weights import load_dit_file
 from vidtwin_cli.errors import InputError, ModelError, UsageError
 from vidtwin_cli.codec.model_session import ModelSession
+from vidtwin_cli.codec.results import JsonResult
 from vidtwin_cli.video.info import check_fit
 from vidtwin_cli.training.checkpointing import RunDir
 from vidtwin_cli.training.distributed import DistContext, init_distributed, shutdown_distributed
@@ -53,14 +54,31 @@ class DitRequest:
     encode_batch: int = 8  # tiles per autoencoder call while filling the cache
 
 
+@dataclass(frozen=True)
+class DitTrainResult(JsonResult):
+    """A finished `train dit` run; `to_json()` is what `vidtwin train dit --json` prints."""
+
+    run: str  # the run directory
+    model: str  # its final model file
+    clips: int  # labelled training clips
+    classes: list[str]
+    parameters: int
+    world_size: int
+    device: str
+    steps: int
+    seconds: float  # wall time of this invocation (a resumed run counts from its resume)
+    train: dict[str, float]  # the last logged training values
+    val: dict[str, float]  # always {}: the DiT has no validation pass
+
+
 def train_dit(
     req: DitRequest, progress: StepProgress | None = None, report: Report | None = None, warn: Report = log.warning
-) -> dict[str, Any] | None:
-    """Run (or resume) DiT training; returns the summary on rank 0 (None on other ranks)."""
+) -> DitTrainResult | None:
+    """Run (or resume) DiT training; returns the result on rank 0 (None on other ranks)."""
     dist = init_distributed(req.device)
     try:
-        summary = _train(req, dist, progress if dist.is_main else None, report if dist.is_main else None, warn)
-        return summary if dist.is_main else None
+        result = _train(req, dist, progress if dist.is_main else None, report if dist.is_main else None, warn)
+        return result if dist.is_main else None
     finally:
         shutdown_distributed()
 
@@ -93,7 +111,7 @@ def _run_settings(req: DitRequest, run: RunDir, resume_step: int | None) -> dict
 
 
 def _train(req: DitRequest, dist: DistContext, progress: StepProgress | None, report: Report | None,
-           warn: Report) -> dict[str, Any]:
+           warn: Report) -> DitTrainResult:
     say = report or (lambda msg: None)
     if req.threads > 0:
         torch.set_num_threads(req.threads)
@@ -140,7 +158,6 @@ def _train(req: DitRequest, dist: DistContext, progress: StepProgress | None, re
         say(f"resuming at step {resume_step} of {config.steps}")
     batches = latent_batches(targets, labels, config.batch_size, config.seed, dist.rank, start, dist.device)
     loop = LoopSettings(config.steps, config.log_every, 0, config.checkpoint_every, config.keep_checkpoints, metadata)
-    summary = run_loop(task, batches, loop, run, dist, start, progress)
-    return {"run": str(run.root), "model": str(run.final_model), "clips": len(labels), "classes": list(classes),
-            "parameters": model.parameter_count(), "world_size": dist.world_size, "device": str(dist.device),
-            **summary}  # fmt: skip
+    done = run_loop(task, batches, loop, run, dist, start, progress)
+    return DitTrainResult(str(run.root), str(run.final_model), len(labels), list(classes), model.parameter_count(),
+                          dist.world_size, str(dist.device), done.steps, done.seconds, done.train, done.val)  # fmt: skip

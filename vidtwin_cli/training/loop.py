@@ -30,6 +30,16 @@ from vidtwin_cli.interrupts import STOP_SIGNALS, Interrupted
 from vidtwin_cli.training.checkpointing import MetricsLog, RunDir
 from vidtwin_cli.training.distributed import DistContext
 
+@dataclass(frozen=True)
+class LoopSummary:
+    """What `run_loop` did, as rank 0 saw it."""
+
+    steps: int  # the step the run stopped at (its total)
+    seconds: float  # wall time of this call (a resumed run counts from its resume)
+    train: dict[str, float]  # the last logged training values, steps_per_s included
+    val: dict[str, float]  # the last validation values ({} without validation)
+
+
 class TrainingInterrupted(Interrupted):
     """Stopped by signal `signum` after saving the checkpoint of `step` (the CLI exits 128 + signum)."""
 
@@ -131,7 +141,7 @@ def run_loop(
     dist: DistContext,
     start_step: int = 0,
     progress: StepProgress | None = None,
-) -> dict[str, Any]:
+) -> LoopSummary:
     """Train from `start_step` to `settings.steps`; returns a summary (rank 0's view).
 
     `batches` must yield batch `start_step` first. Raises `TrainingInterrupted` after saving when
@@ -176,4 +186,4 @@ def run_loop(
     if dist.is_main:
         task.save_model(run.final_model, {**settings.metadata, "training_step": str(step)})
     dist.barrier()
-    return {"steps": step, "seconds": time.perf_counter() - t0, "train": last, "val": val}
+    return LoopSummary(step, time.perf_counter() - t0, last, val)

@@ -25,7 +25,7 @@ from typing import IO, Any
 
 import torch
 
-from models import Latents, VidTwinConfig
+from models import Latents
 
 from vidtwin_cli import __version__
 from vidtwin_cli.atomic import STDIO, atomic_output, check_writable, stdin_bytes
@@ -54,12 +54,13 @@ from vidtwin_cli.vtw.header import (
 )
 from vidtwin_cli.vtw import chunks
 from vidtwin_cli.vtw.coded import CodedReader, CodedStats, CodedWriter, EntropyCoding, open_coded
+from vidtwin_cli.vtw.figures import VtwFigures
 from vidtwin_cli.errors import ContainerError, InputError, RuntimeFailure, UsageError, one_line
 from vidtwin_cli.video.audio import AudioTrack
 from vidtwin_cli.video.info import Geometry, VideoInfo
 
 __all__ = ["LATENT_DTYPES", "CodedReader", "CodedWriter", "EntropyCoding", "Inspection", "ModelRef", "VerifyReport",
-           "VtwFile", "VtwHeader", "VtwReader", "VtwWriter", "describe_vtw", "inspect_vtw", "open_vtw", "read_vtw",
+           "VtwFigures", "VtwFile", "VtwHeader", "VtwReader", "VtwWriter", "inspect_vtw", "open_vtw", "read_vtw",
            "verify_vtw", "vtw_writer", "write_vtw"]
 
 INT8_MAX = 127  # symmetric int8: q in [-127, 127]
@@ -109,11 +110,16 @@ class Inspection:
     stats: CodedStats | None = None  # part sizes of an entropy-coded (2.0) file
     audio: list[AudioTrack] = dataclasses.field(default_factory=list)  # the source's audio tracks (2.0)
 
+    @property
+    def figures(self) -> VtwFigures:
+        """Bytes per tensor or stream, bitrate, bits per value, compression."""
+        return VtwFigures.of(self.header, self.file_bytes, self.stats)
+
     def to_json(self) -> dict[str, Any]:
-        """The `vidtwin inspect --json` object: these facts plus `describe_vtw`'s figures and the audio tracks."""
+        """The `vidtwin inspect --json` object: these facts, the header and figures, and the audio tracks."""
         audio = [{"codec": t.codec, "sample_rate": t.sample_rate, "layout": t.layout} for t in self.audio]
         return {"file": self.file, "format_version": self.format_version, "sha256": self.sha256,
-                **describe_vtw(self.header, self.file_bytes, self.stats), "audio": audio}
+                **self.figures.to_dict(), "audio": audio}
 
 
 # --------------------------------------------------------------------------- writing
@@ -426,55 +432,3 @@ def inspect_vtw(src: Path | str) -> Inspection:
         coded = isinstance(reader, CodedReader)
         return Inspection(reader.name, reader.version, reader.sha256, reader.header, reader.file_bytes,
                           reader.stats if coded else None, reader.audio if coded else [])
-
-
-def describe_vtw(header: VtwHeader, file_bytes: int, stats: CodedStats | None = None) -> dict[str, Any]:
-    """JSON-ready summary: the header, bytes per tensor or stream, bitrate and compression figures.
-
-    bitrate_bps = file_bytes · 8 / duration; bits_per_value = file_bytes · 8 / latent values (every
-    byte of the file counted); compression_vs_raw = raw RGB24 bytes / file_bytes; compression_rate
-    = the paper's latent values / input values of one model clip. For an entropy-coded file,
-    `streams` gives each latent tensor's coded size (its ideal code length under the file's
-    tables, which the range coder meets within a few bytes per clip) and `chunks` the bytes of each
-    chunk type; `stats` (from the reader) supplies both.
-    """
-    cfg, video = header.model.config, header.video
-    coded = header.dtype == ENTROPY
-    tensors = {} if coded else {key: {"dtype": dt, "shape": list(shape), "bytes": math.prod(shape) * ST_DTYPES[dt].itemsize}
-                                for key, (dt, shape) in header.layout().items()}  # fmt: skip
-    payload = sum(t["bytes"] for t in tensors.values())
-    if coded and stats is not None:
-        payload = stats.chunk_bytes.get("CLIP", 0)
-    raw_rgb24 = video.frame_count * video.width * video.height * 3
-    values = header.rows * cfg.latent_values
-    summary = header.to_dict()
-    summary["video"]["variable_frame_rate"] = video.pts is not None
-    out = {
-        **summary,
-        "rows": header.rows,
-        "tensors": tensors,
-        "file_bytes": file_bytes,
-        "tensor_bytes": payload,
-        "overhead_bytes": file_bytes - payload,
-        "latent_values": values,
-        "latent_values_per_clip": header.tiles_per_clip * cfg.latent_values,
-        "bits_per_value": file_bytes * 8 / values if values else None,
-        "bytes_per_second": file_bytes / video.duration if video.duration > 0 else None,
-        "key_interval": header.keyint if coded else 1,
-        "compression_rate": cfg.compression_rate,
-        "raw_rgb24_bytes": raw_rgb24,
-        "compression_vs_raw": raw_rgb24 / file_bytes if file_bytes > 0 else None,
-        "bitrate_bps": file_bytes * 8 / video.duration if video.duration > 0 else None,
-    }
-    if coded and stats is not None:
-        out["streams"] = {key: {"bytes": round(bits / 8), "bits_per_value": bits / (values * _share(cfg, key))}
-                          for key, bits in stats.stream_bits.items()}  # fmt: skip
-        out["chunks"] = dict(sorted(stats.chunk_bytes.items()))
-        out["key_clips"] = stats.key_clips
-    return out
-
-
-def _share(cfg: VidTwinConfig, key: str) -> float:
-    """The fraction of a row's latent values that tensor `key` holds."""
-    shape = cfg.structure_shape if key == "structure" else cfg.dynamics_shape
-    return math.prod(shape) / cfg.latent_values
