@@ -218,6 +218,30 @@ def test_ctrl_c_saves_a_checkpoint_and_exits_130(tmp_path, videos, alex_ckpt):
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("signum, code", [(signal.SIGINT, 130), (signal.SIGTERM, 143)], ids=["ctrl-c", "sigterm"])
+def test_a_stop_sent_to_the_whole_process_group_saves_a_checkpoint(tmp_path, videos, alex_ckpt, signum, code):
+    """Ctrl-C in a terminal and SIGTERM from Slurm or systemd reach the DataLoader workers too. A worker
+    killed by SIGTERM once made the trainer die with 'unexpected RuntimeError: DataLoader worker ...
+    killed by signal' and no checkpoint."""
+    out = tmp_path / "run"
+    proc = subprocess.Popen(_cli_command("--data", videos, "--steps", 100000, "--out", out, "--lpips-weights", alex_ckpt,
+                                         "--num-workers", 1),
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO,
+                            start_new_session=True)  # fmt: skip
+    metrics = out / "metrics.jsonl"
+    deadline = time.monotonic() + 120
+    while not (metrics.is_file() and metrics.read_text().count("\n") >= 2):
+        assert proc.poll() is None and time.monotonic() < deadline, proc.communicate()
+        time.sleep(0.2)
+    os.killpg(proc.pid, signum)
+    _, stderr = proc.communicate(timeout=120)
+    assert proc.returncode == code, stderr
+    assert "stopped at step" in stderr and "Traceback" not in stderr and "DataLoader" not in stderr
+    name = (out / "checkpoints" / "latest").read_text().strip()
+    assert (out / "checkpoints" / f"{name}.safetensors").is_file() and (out / "checkpoints" / f"{name}.state.pt").is_file()
+
+
+@pytest.mark.slow
 def test_ddp_two_cpu_processes(tmp_path, videos, alex_ckpt):
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2", "-m", "vidtwin_cli",

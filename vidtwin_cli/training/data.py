@@ -22,6 +22,7 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from vidtwin_cli.errors import InputError
+from vidtwin_cli.interrupts import STOP_SIGNALS
 from vidtwin_cli.video.io import VideoReader
 from vidtwin_cli.video.pixels import to_unit
 from vidtwin_cli.training.config import DataConfig
@@ -182,7 +183,11 @@ class StepSampler(Sampler[int]):
 
 
 def _worker_init(_: int) -> None:
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # Ctrl-C is the main process's to handle
+    """A stop is the main process's to handle: it saves a checkpoint, then shuts the workers down. Ctrl-C
+    reaches the whole process group, and so does SIGTERM from Slurm, systemd or `kill -- -PGID`; a worker
+    that died of it first made the main process fail with 'DataLoader worker ... killed', unsaved."""
+    for signum in STOP_SIGNALS:
+        signal.signal(signum, signal.SIG_IGN)
 
 
 def clip_loader(dataset: ClipDataset, batch_size: int, start_step: int, rank: int, world_size: int,
