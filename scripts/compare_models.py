@@ -18,27 +18,14 @@ import argparse
 import json
 from pathlib import Path
 
-import numpy as np
 import torch
 
-from vidtwin_cli.bench.metrics import psnr, ssim
 from vidtwin_cli.codec.weights import resolve_model
-from vidtwin_cli.training.ae_step import to_uint8_frames
+from vidtwin_cli.training.ae_step import reconstruction_scores
 from vidtwin_cli.training.config import DataConfig
 from vidtwin_cli.training.data import probe_videos, validation_clips
 
 CONSECUTIVE = 1000.0  # a sample rate above any video's: stride 1
-
-
-@torch.no_grad()
-def scores(model: torch.nn.Module, clips: torch.Tensor, batch: int = 8) -> tuple[float, float]:
-    """Mean per-frame PSNR and SSIM of the model's reconstructions of `clips` (N, C, T, H, W)."""
-    p, s = [], []
-    for chunk in clips.split(batch):
-        ref, test = to_uint8_frames(chunk), to_uint8_frames(model(chunk))
-        p += [psnr(a, b) for a, b in zip(ref, test)]
-        s += [ssim(a, b) for a, b in zip(ref, test)]
-    return float(np.mean(p)), float(np.mean(s))
 
 
 def main() -> None:
@@ -64,7 +51,7 @@ def main() -> None:
     rows = []
     for entry in probe_videos(args.video):
         clips = validation_clips([entry], data, frames, tile, args.seed)
-        results = [scores(m.model, clips) for m in models]
+        results = [(r["psnr"], r["ssim"]) for r in (reconstruction_scores(m.model, clips, 8) for m in models)]
         rows.append({"video": entry.path, "clips": len(clips),
                      "models": [{"model": m.spec, "sha256": m.sha256[:12], "psnr": round(p, 3), "ssim": round(s, 4),
                                  "delta_psnr": round(p - results[0][0], 3)} for m, (p, s) in zip(models, results)]})

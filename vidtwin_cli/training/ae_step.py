@@ -74,6 +74,20 @@ def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
     return unit_to_frames(video.detach().transpose(1, 2).flatten(0, 1))  # via (B·T, C, H, W)
 
 
+@torch.no_grad()
+def reconstruction_scores(model: VidTwinAE, clips: torch.Tensor, batch_size: int, device: torch.device | str = "cpu",
+                          lpips: torch.nn.Module | None = None) -> dict[str, float]:
+    """Mean per-frame PSNR and SSIM (and LPIPS with `lpips`) of posterior-mean reconstructions of `clips`."""
+    p, s, lp = [], [], []
+    for chunk in clips.split(batch_size):
+        ref, test = to_uint8_frames(chunk), to_uint8_frames(model(chunk.to(device)))
+        p += [psnr(a, b) for a, b in zip(ref, test)]
+        s += [ssim(a, b) for a, b in zip(ref, test)]
+        if lpips is not None:
+            lp += lpips_distances(lpips, ref, test, device)
+    return {"psnr": float(np.mean(p)), "ssim": float(np.mean(s)), **({"lpips": float(np.mean(lp))} if lp else {})}
+
+
 class AutoencoderTask:
     """VidTwin autoencoder training on one process of the job (see `loop.TrainTask`)."""
 
@@ -165,21 +179,11 @@ class AutoencoderTask:
         if self.val_clips is None or not len(self.val_clips):
             return {}
         self.model.eval()
-        p, s, lp = [], [], []
         try:
-            for chunk in self.val_clips.split(self.config.batch_size):
-                x_hat = self.model(chunk.to(self.device))
-                ref, test = to_uint8_frames(chunk), to_uint8_frames(x_hat)
-                p += [psnr(a, b) for a, b in zip(ref, test)]
-                s += [ssim(a, b) for a, b in zip(ref, test)]
-                if self.val_lpips is not None:
-                    lp += lpips_distances(self.val_lpips, ref, test, self.device)
+            out = reconstruction_scores(self.model, self.val_clips, self.config.batch_size, self.device, self.val_lpips)
         finally:
             self.model.train()
-        out = {"psnr": float(np.mean(p)), "ssim": float(np.mean(s)), "clips": len(self.val_clips)}
-        if lp:
-            out["lpips"] = float(np.mean(lp))
-        return out
+        return {**out, "clips": len(self.val_clips)}
 
     def state_dict(self) -> dict[str, Any]:
         return {
