@@ -11,13 +11,15 @@ import time
 from fractions import Fraction
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from vidtwin_cli.bench.lpips_weights import CKPT_NAMES, load_lpips
 from vidtwin_cli.codec.runtime import cpu_has_native_bf16
-from vidtwin_cli.training.ae_step import AutoencoderTask, fresh_model
+from vidtwin_cli.training.ae_step import AutoencoderTask, fresh_model, quantised, reconstruction_scores, to_uint8_frames
+from vidtwin_cli.bench.metrics import psnr
 from vidtwin_cli.training.config import parse_set, read_config_file, resolve_config
 from vidtwin_cli.media import list_videos
 from vidtwin_cli.training.data import ClipDataset, probe_videos
@@ -25,6 +27,7 @@ from vidtwin_cli.training.distributed import DistContext
 from vidtwin_cli.training.loop import TrainingInterrupted, warmup_cosine
 from vidtwin_cli.training.ae_run import TrainRequest, train_autoencoder
 from vidtwin_cli.codec.weights import read_model_file
+from vidtwin_cli.vtw.entropy import STREAMS, dequantise, latent_sigma, quantise, step_for_quality
 
 from .conftest import REPO, write_test_video
 
@@ -77,6 +80,31 @@ def test_a_few_real_steps_lower_the_loss_on_a_fixed_batch(videos, alex_ckpt):
     assert "d_loss" in logs[-1] and "d_weight" in logs[-1]  # the GAN ran for the last steps
     assert logs[-1]["nll"] < 0.8 * logs[0]["nll"]
     assert logs[-1]["l1"] < logs[0]["l1"]
+
+
+def test_quantised_training_decodes_what_a_vtw_at_that_quality_holds(videos, alex_ckpt):
+    """`quantise_quality`: the decoder is given exactly the codec's symbols · step, and the encoder still learns."""
+    config = resolve_config({"preset": "tiny"}, {"quantise_quality": 9, "objective.disc_start": 100})
+    dataset = ClipDataset(probe_videos(list_videos([str(videos)])), config.data, 6, 32, seed=0)
+    clips = torch.stack([dataset[0], dataset[1]])
+    model = fresh_model(config).eval()
+    with torch.no_grad():
+        latents = model.encode(clips)
+        step = step_for_quality(9, latent_sigma(latents))
+        stored = dequantise(quantise(latents, step), step)  # what a .vtw at --quality 9 holds
+        rounded = quantised(latents, 9)
+    assert rounded.structure.float().std() > 0
+    for key in STREAMS:
+        torch.testing.assert_close(getattr(rounded, key), getattr(stored, key), rtol=0, atol=1e-6)
+        ref, test = to_uint8_frames(clips), to_uint8_frames(model.decode(stored))
+    expected = np.mean([psnr(a, b) for a, b in zip(ref, test)])
+    assert reconstruction_scores(model, clips, 2, quality=9)["psnr"] == pytest.approx(expected, abs=1e-6)  # one batch: one σ
+
+    task = AutoencoderTask(config, fresh_model(config), load_lpips("alex", alex_ckpt), DistContext())
+    first_encoder_layer = next(task.model.encoder.parameters()).detach().clone()
+    logs = [task.train_step(clips, step) for step in range(8)]
+    assert logs[-1]["l1"] < logs[0]["l1"]
+    assert not torch.equal(next(task.model.encoder.parameters()), first_encoder_layer)  # gradients pass the rounding
 
 
 @pytest.mark.slow

@@ -18,7 +18,7 @@ import torch
 from torch import nn
 from torch.nn.parallel import DistributedDataParallel
 
-from models import VidTwinAE
+from models import Latents, VidTwinAE
 from models.discriminator import PatchDiscriminator
 from models.losses import LPIPS
 from models.objective import VidTwinLoss, frames
@@ -29,23 +29,35 @@ from vidtwin_cli.training.config import TrainConfig
 from vidtwin_cli.training.distributed import DistContext
 from vidtwin_cli.training.loop import step_seed, warmup_cosine
 from vidtwin_cli.video.pixels import unit_to_frames
+from vidtwin_cli.vtw.entropy import step_for_quality
 
 # Purposes of the per-step seeds (see loop.step_seed): dropout, posterior samples, initialisation.
 SEED_DROPOUT, SEED_POSTERIOR, SEED_INIT = 1, 2, 3
 
 
-class _Reconstruction(nn.Module):
-    """Encode (sampling the posteriors), decode, and return the generator loss."""
+def quantised(latents: Latents, quality: int) -> Latents:
+    """`latents` rounded to the step a .vtw at `--quality` would store them with (its spread taken over
+    this batch, as a file takes it over its first clip); straight-through for gradients."""
+    return latents.rounded(step_for_quality(quality, float(latents.pooled_std())))
 
-    def __init__(self, model: VidTwinAE, loss: VidTwinLoss) -> None:
+
+class _Reconstruction(nn.Module):
+    """Encode (sampling the posteriors), decode, and return the generator loss.
+
+    With `quality` the decoder is given the latents rounded as a .vtw at that `--quality` stores them
+    (the encoder's gradient passes the rounding unchanged), so it learns to decode what files hold.
+    """
+
+    def __init__(self, model: VidTwinAE, loss: VidTwinLoss, quality: int = 0) -> None:
         super().__init__()
-        self.model, self.loss = model, loss
+        self.model, self.loss, self.quality = model, loss, quality
 
     def forward(
         self, x: torch.Tensor, generator: torch.Generator, discriminator: nn.Module | None
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
         posteriors = self.model.posteriors(x)
-        x_hat = self.model.decode(self.model.latents_from(posteriors, sample=True, generator=generator))  # (B, C, T, H, W)
+        latents = self.model.latents_from(posteriors, sample=True, generator=generator)
+        x_hat = self.model.decode(quantised(latents, self.quality) if self.quality else latents)  # (B, C, T, H, W)
         last_layer = self.model.decoder.final_layer.linear.weight
         loss, log = self.loss.generator_loss(x, x_hat, posteriors, discriminator, last_layer)
         return loss, log, x_hat
@@ -76,11 +88,13 @@ def to_uint8_frames(video: torch.Tensor) -> np.ndarray:
 
 @torch.no_grad()
 def reconstruction_scores(model: VidTwinAE, clips: torch.Tensor, batch_size: int, device: torch.device | str = "cpu",
-                          lpips: torch.nn.Module | None = None) -> dict[str, float]:
-    """Mean per-frame PSNR and SSIM (and LPIPS with `lpips`) of posterior-mean reconstructions of `clips`."""
+                          lpips: torch.nn.Module | None = None, quality: int = 0) -> dict[str, float]:
+    """Mean per-frame PSNR and SSIM (and LPIPS with `lpips`) of posterior-mean reconstructions of `clips`,
+    from latents rounded as `--quality` stores them when `quality` is set (the spread of each batch)."""
     p, s, lp = [], [], []
     for chunk in clips.split(batch_size):
-        ref, test = to_uint8_frames(chunk), to_uint8_frames(model(chunk.to(device)))
+        latents = model.encode(chunk.to(device))
+        ref, test = to_uint8_frames(chunk), to_uint8_frames(model.decode(quantised(latents, quality) if quality else latents))
         p += [psnr(a, b) for a, b in zip(ref, test)]
         s += [ssim(a, b) for a, b in zip(ref, test)]
         if lpips is not None:
@@ -113,7 +127,7 @@ class AutoencoderTask:
             self.discriminator = PatchDiscriminator(model.config.in_channels, obj.disc_width, obj.disc_layers)
         self.discriminator.to(self.device).train()
 
-        self.generator_step: nn.Module = _Reconstruction(self.model, self.loss)
+        self.generator_step: nn.Module = _Reconstruction(self.model, self.loss, config.quantise_quality)
         self.discriminator_step: nn.Module = _DiscriminatorPair(self.discriminator)
         if dist.distributed:
             ids = [self.device.index] if self.device.type == "cuda" else None
@@ -180,7 +194,8 @@ class AutoencoderTask:
             return {}
         self.model.eval()
         try:
-            out = reconstruction_scores(self.model, self.val_clips, self.config.batch_size, self.device, self.val_lpips)
+            out = reconstruction_scores(self.model, self.val_clips, self.config.batch_size, self.device, self.val_lpips,
+                                        self.config.quantise_quality)
         finally:
             self.model.train()
         return {**out, "clips": len(self.val_clips)}

@@ -17,6 +17,7 @@ from models import PRESETS, VidTwinConfig
 from models.objective import ObjectiveConfig
 
 from vidtwin_cli.errors import InputError, UsageError
+from vidtwin_cli.vtw.entropy import QUALITIES
 
 RESIZE_MODES = ("short-side", "native")
 CROP_MODES = ("random", "center")
@@ -86,6 +87,7 @@ class TrainConfig:
     val_every: int = 1000  # 0 = only at the end
     checkpoint_every: int = 1000  # 0 = only at the end (and on Ctrl-C)
     keep_checkpoints: int = 3  # older step checkpoints are deleted
+    quantise_quality: int = 0  # decode latents rounded as `encode --quality N` stores them (straight-through); 0 = raw
     model: VidTwinConfig = field(default_factory=lambda: PRESETS["small"])
     data: DataConfig = field(default_factory=DataConfig)
     objective: ObjectiveConfig = field(default_factory=ObjectiveConfig)
@@ -98,6 +100,8 @@ class TrainConfig:
             raise ValueError("steps and batch_size must be >= 1")
         if min(self.log_every, self.keep_checkpoints) < 1 or min(self.val_every, self.checkpoint_every) < 0:
             raise ValueError("log_every and keep_checkpoints must be >= 1, val_every and checkpoint_every >= 0")
+        if self.quantise_quality and self.quantise_quality not in QUALITIES:
+            raise ValueError(f"quantise_quality must be 0 (off) or a --quality in {QUALITIES.start}..{QUALITIES.stop - 1}")
         if self.precision not in PRECISIONS:
             raise ValueError(f"precision must be one of {', '.join(PRECISIONS)}, got {self.precision!r}")
 
