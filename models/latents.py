@@ -39,11 +39,6 @@ class Latents:
             torch.cat([p.dynamics_y for p in parts]),
         )
 
-    def pooled_std(self) -> torch.Tensor:
-        """Standard deviation of all values of the three tensors together (a detached scalar)."""
-        values = torch.cat([t.detach().float().reshape(-1) for t in (self.structure, self.dynamics_x, self.dynamics_y)])
-        return values.std()
-
     def rounded(self, step: float) -> Latents:
         """Every value rounded to a multiple of `step` (half to even) going forward; gradients pass through
         unchanged (straight-through), so training sees the quantised latents a decoder will be given."""

@@ -177,11 +177,12 @@ def test_corrupt_and_truncated_videos_are_skipped_with_a_warning(tmp_path, video
         (["--data", "{garbage}", "--steps", "2"], "none of the training videos"),
         (["--data", "{videos}", "--set", "optim.nonsense=1"], "unknown config field"),
         (["--data", "{videos}", "--set", "optim.lr=-1"], ">= 0"),
+        (["--data", "{videos}", "--set", "quantise_quality=13"], "quantise_quality must be 0 (off) or a --quality in 1..12"),
         (["--data", "{videos}", "--preset", "huge"], "unknown preset"),
         (["--data", "{videos}", "--resume"], "no checkpoint to resume"),
         (["--data", "{videos}", "--config", "{bad_toml}"], "not valid TOML"),
     ],
-    ids=["no-data", "missing-path", "only-garbage", "unknown-field", "negative-lr", "bad-preset", "resume-nothing", "bad-toml"],
+    ids=["no-data", "missing-path", "only-garbage", "unknown-field", "negative-lr", "bad-quantise-quality", "bad-preset", "resume-nothing", "bad-toml"],
 )
 def test_bad_input_is_one_line_exit_2_and_no_run_left(tmp_path, videos, cli, args, fragment):
     (tmp_path / "garbage.mp4").write_bytes(b"\0" * 500)

@@ -29,7 +29,7 @@ from vidtwin_cli.training.config import TrainConfig
 from vidtwin_cli.training.distributed import DistContext
 from vidtwin_cli.training.loop import step_seed, warmup_cosine
 from vidtwin_cli.video.pixels import unit_to_frames
-from vidtwin_cli.vtw.entropy import step_for_quality
+from vidtwin_cli.vtw.entropy import latent_sigma, step_for_quality
 
 # Purposes of the per-step seeds (see loop.step_seed): dropout, posterior samples, initialisation.
 SEED_DROPOUT, SEED_POSTERIOR, SEED_INIT = 1, 2, 3
@@ -38,7 +38,7 @@ SEED_DROPOUT, SEED_POSTERIOR, SEED_INIT = 1, 2, 3
 def quantised(latents: Latents, quality: int) -> Latents:
     """`latents` rounded to the step a .vtw at `--quality` would store them with (its spread taken over
     this batch, as a file takes it over its first clip); straight-through for gradients."""
-    return latents.rounded(step_for_quality(quality, float(latents.pooled_std())))
+    return latents.rounded(step_for_quality(quality, latent_sigma(latents)))
 
 
 class _Reconstruction(nn.Module):
