@@ -37,8 +37,8 @@ SEED_DROPOUT, SEED_POSTERIOR, SEED_INIT = 1, 2, 3
 
 def quantised(latents: Latents, quality: int) -> Latents:
     """`latents` rounded to the step a .vtw at `--quality` would store them with (its spread taken over
-    this batch, as a file takes it over its first clip); straight-through for gradients."""
-    return latents.rounded(step_for_quality(quality, latent_sigma(latents)))
+    this batch, as a file takes it over its first clip); straight-through for gradients. 0: unchanged."""
+    return latents.rounded(step_for_quality(quality, latent_sigma(latents))) if quality else latents
 
 
 class _Reconstruction(nn.Module):
@@ -57,7 +57,7 @@ class _Reconstruction(nn.Module):
     ) -> tuple[torch.Tensor, dict[str, torch.Tensor], torch.Tensor]:
         posteriors = self.model.posteriors(x)
         latents = self.model.latents_from(posteriors, sample=True, generator=generator)
-        x_hat = self.model.decode(quantised(latents, self.quality) if self.quality else latents)  # (B, C, T, H, W)
+        x_hat = self.model.decode(quantised(latents, self.quality))  # (B, C, T, H, W)
         last_layer = self.model.decoder.final_layer.linear.weight
         loss, log = self.loss.generator_loss(x, x_hat, posteriors, discriminator, last_layer)
         return loss, log, x_hat
@@ -94,7 +94,7 @@ def reconstruction_scores(model: VidTwinAE, clips: torch.Tensor, batch_size: int
     p, s, lp = [], [], []
     for chunk in clips.split(batch_size):
         latents = model.encode(chunk.to(device))
-        ref, test = to_uint8_frames(chunk), to_uint8_frames(model.decode(quantised(latents, quality) if quality else latents))
+        ref, test = to_uint8_frames(chunk), to_uint8_frames(model.decode(quantised(latents, quality)))
         p += [psnr(a, b) for a, b in zip(ref, test)]
         s += [ssim(a, b) for a, b in zip(ref, test)]
         if lpips is not None:
