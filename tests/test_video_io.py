@@ -16,7 +16,7 @@ from vidtwin_cli.errors import InputError, UsageError
 from vidtwin_cli.video.info import VideoInfo
 from vidtwin_cli.video.io import VideoReader, VideoWriter, iter_clips
 
-from .conftest import cuts_inside_packets, render_frame
+from .conftest import cuts_inside_packets, render_frame, write_test_video
 
 VFR_PTS = [0, 1000, 1500, 4000, 4100, 7000, 9000]  # in 1/10000 s: irregular frame intervals
 
@@ -420,3 +420,11 @@ def test_writes_are_atomic(tmp_path):
         with pytest.raises(ValueError, match="more than the 3 frames"):
             out.write(frame)
     assert [p.name for p in tmp_path.iterdir()] == ["d.mp4"]
+
+
+def test_reads_an_mpeg_program_stream_whose_packets_have_no_byte_position(tmp_path):
+    """PyAV gives MPEG-PS (.mpg) packets pos None; the reader must still decode every frame."""
+    path = write_test_video(tmp_path / "clip.mpg", 48, 40, frames=12, codec="mpeg4")
+    with VideoReader(path) as video:
+        frames = list(video)
+    assert len(frames) == 12 and frames[0].shape == (40, 48, 3)

@@ -339,7 +339,7 @@ class VideoReader:
             except (av.FFmpegError, OSError) as e:
                 self._note_error(e)
                 packet = None
-            if packet is not None and packet.size and packet.pos >= 0:
+            if packet is not None and packet.size and packet.pos is not None and packet.pos >= 0:  # None: MPEG-PS
                 end = packet.pos + packet.size
             elif packet is None or not packet.size:
                 self._packets_end = end
