@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Train the default autoencoder for a few minutes on a borrowed GPU machine and bring the weights back.
 #
-# Made for the project's lent device machines (docs/model-card.md, "Training on a lent GPU"): one GPU,
+# Made for the project's lent device machines (docs/training.md, "A GPU for a few minutes"): one GPU,
 # a bare image with torch, typer, rich and numpy but no PyAV, no network, at most 64 MiB of files sent
 # per call beside nothing else, and a few minutes of device time in all. Three phases, one command each:
 #
@@ -15,8 +15,9 @@
 # `train` stops itself (SIGTERM: the trainer saves a checkpoint) after TRAIN_S seconds, so a per-call limit
 # of 600 s always gets weights back; whatever step it reached, the newest weights go to $OUT as fp16.
 #
-# Dry run on this machine (CPU, a few steps):
-#   scripts/device_train.sh pack && PYTHON=.venv/bin/python scripts/device_train.sh install &&
+# Dry run on this machine (CPU, a few steps; `install` itself needs the machine's Python 3.12, so the dry run
+# stands an empty .device/site in for it and uses the packages already installed here):
+#   PYTHON=.venv/bin/python scripts/device_train.sh pack && mkdir -p .device/site &&
 #   OUT=/tmp/dev DEVICE=cpu PRECISION=fp32 BATCH=2 STEPS=3 WORKERS=0 CACHE_MB=0 VAL_EVERY=0 PYTHON=.venv/bin/python \
 #     scripts/device_train.sh train
 set -euo pipefail
